@@ -1,0 +1,88 @@
+"""Application factory: configuration, extensions, admin screens and CLI commands; nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+from flask_babel import lazy_gettext as _l
+
+from config import Config, load_secrets
+from extensions import babel, csrf, migrate
+from models import db
+
+ROOT = Path(__file__).resolve().parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"))
+    app.config.from_object(Config)
+    app.config.from_pyfile("config.py", silent=True)
+    if test_config:
+        app.config.update(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not all(app.config.get(k) for k in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")):
+        app.config.update(load_secrets(app.instance_path, app.config["PM_ENV"]))
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'pm.db'}"
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+
+    from security import auth
+    from views import templating
+
+    babel.init_app(app, locale_selector=auth.select_locale)
+    auth.init_app(app)
+    templating.init_app(app)
+    _init_admin(app)
+    _init_cli(app)
+    _init_errors(app)
+    return app
+
+
+def _init_admin(app: Flask) -> None:
+    from views import imports, registry, staff
+    from views.base import HomeView
+
+    admin = Admin(app, name=_l("Property back office"),
+                  theme=Bootstrap4Theme(base_template="admin/master.html", fluid=True),
+                  index_view=HomeView(name=_l("Home"), url="/admin"))
+    registry.register(admin)
+    imports.register(admin)
+    staff.register(admin)
+
+
+def _init_cli(app: Flask) -> None:
+    from security import cli as security_cli
+    from seed import cli as seed_cli
+
+    security_cli.init_app(app)
+    seed_cli.init_app(app)
+
+    @app.route("/")
+    def root():  # type: ignore[no-untyped-def]
+        from flask import redirect, url_for
+
+        return redirect(url_for("admin.index"))
+
+
+def _init_errors(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFError
+
+    @app.errorhandler(403)
+    def forbidden(exc):  # type: ignore[no-untyped-def]
+        return render_template("errors/403.html"), 403
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):  # type: ignore[no-untyped-def]
+        return render_template("errors/400.html", reason=exc.description), 400
+
+    @app.errorhandler(413)
+    def too_large(exc):  # type: ignore[no-untyped-def]
+        return render_template("errors/400.html", reason=_l("The upload is too large.")), 413

@@ -1,0 +1,9 @@
+"""Flask extensions created once and bound in create_app."""
+
+from flask_babel import Babel
+from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFProtect
+
+babel = Babel()
+csrf = CSRFProtect()
+migrate = Migrate()

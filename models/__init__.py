@@ -1,0 +1,39 @@
+"""All models, one module per regulation; importing this registers every table."""
+
+from models.base import db
+from models.registry import (
+    Building,
+    Estate,
+    Occupancy,
+    Resident,
+    ResidentChange,
+    Unit,
+    VipCommunication,
+    VipProfile,
+)
+from models.staff import (
+    Department,
+    Notification,
+    PasswordResetToken,
+    RoleChange,
+    SecurityEvent,
+    Staff,
+    StaffRole,
+)
+
+__all__ = [
+    "Building", "Department", "Estate", "Notification", "Occupancy", "PasswordResetToken",
+    "Resident", "ResidentChange", "RoleChange", "SecurityEvent", "Staff", "StaffRole", "Unit",
+    "VipCommunication", "VipProfile", "db",
+]
+
+from sqlalchemy import event as _event  # noqa: E402
+from sqlalchemy.orm import Session as _Session  # noqa: E402
+
+from models.base import current_actor_id as _actor  # noqa: E402
+from models.registry import record_history as _record_history  # noqa: E402
+
+
+@_event.listens_for(_Session, "before_flush")
+def _history(session: _Session, flush_context: object, instances: object) -> None:
+    _record_history(session, _actor())

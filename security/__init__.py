@@ -1,0 +1,1 @@
+"""Authentication, passwords, field encryption and role permissions."""

@@ -1,0 +1,190 @@
+"""Account operations (ACC-1..4, ACC-7) used by the admin screens, the login page and the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app, has_request_context, request
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from models import (
+    Department,
+    PasswordResetToken,
+    RoleChange,
+    SecurityEvent,
+    Staff,
+    StaffRole,
+    db,
+)
+from models.base import utcnow
+from models.staff import ROLES
+from models.validators import DomainError, check_length, check_phone
+from security.passwords import check_policy, hash_password, verify_password
+from workflow.notify import notify
+
+
+def client_ip() -> str | None:
+    return request.remote_addr if has_request_context() else None
+
+
+def log_event(kind: str, *, staff: Staff | None = None, username: str | None = None,
+              detail: str | None = None) -> None:
+    """ACC-7 security log row, added to the current transaction."""
+    db.session.add(SecurityEvent(
+        kind=kind, staff_id=staff.id if staff else None,
+        username=(username or (staff.username if staff else None) or "")[:64],
+        ip=client_ip(), detail=(detail or "")[:500] or None,
+    ))
+
+
+def create_staff(username: str, full_name: str, password: str, roles: set[str], *,
+                 department_key: str | None = None, phone: str | None = None,
+                 email: str | None = None, actor: Staff | None = None) -> Staff:
+    """ACC-1: an admin creates the account for one real person."""
+    username = (username or "").strip().lower()
+    if not username or not username.replace(".", "").replace("_", "").isalnum():
+        raise DomainError(_l("Username: letters, digits, dot or underscore."), "username")
+    check_length(username, 64, "username")
+    if not (full_name or "").strip():
+        raise DomainError(_l("Full name is required."), "full_name")
+    if db.session.scalar(sa.select(Staff.id).where(Staff.username == username)):
+        raise DomainError(_l("This username is taken."), "username")
+    check_policy(password, username)
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise DomainError(_l("Unknown role: %(r)s", r=", ".join(sorted(unknown))), "roles")
+    dept = None
+    if department_key:
+        dept = db.session.scalar(sa.select(Department).where(Department.key == department_key))
+    staff = Staff(username=username, full_name=full_name.strip(), phone=check_phone(phone),
+                  email=email or None, department=dept, password_hash=hash_password(password))
+    staff.role_rows = [StaffRole(role=r) for r in sorted(roles)]
+    db.session.add(staff)
+    db.session.flush()
+    log_event("account_created", staff=staff, detail=f"by {actor.username if actor else 'cli'}")
+    if roles:
+        db.session.add(RoleChange(staff=staff, changed_by=actor, old_roles="", new_roles=",".join(sorted(roles))))
+    return staff
+
+
+def require_reauth(actor: Staff, password: str | None) -> None:
+    """ACC-5: sensitive operations need the actor's password typed again."""
+    if not password or not verify_password(actor.password_hash, password):
+        log_event("reauth_failed", staff=actor)
+        raise DomainError(_l("Re-enter your own password correctly to confirm."), "confirm_password")
+
+
+def set_roles(staff: Staff, roles: set[str], actor: Staff, actor_password: str | None) -> bool:
+    """ACC-4: change roles with re-entered password; record it and tell the person."""
+    roles = set(roles)
+    unknown = roles - set(ROLES)
+    if unknown:
+        raise DomainError(_l("Unknown role: %(r)s", r=", ".join(sorted(unknown))), "roles")
+    old = staff.roles
+    if old == roles:
+        return False
+    require_reauth(actor, actor_password)
+    if staff.id == actor.id and "admin" in old and "admin" not in roles:
+        raise DomainError(_l("You cannot remove your own admin role."), "roles")
+    staff.role_rows = [r for r in staff.role_rows if r.role in roles] + [
+        StaffRole(role=r) for r in sorted(roles - old)]
+    db.session.add(RoleChange(staff=staff, changed_by=actor, old_roles=",".join(sorted(old)),
+                              new_roles=",".join(sorted(roles))))
+    log_event("roles_changed", staff=staff,
+              detail=f"{','.join(sorted(old))} -> {','.join(sorted(roles))} by {actor.username}")
+    with force_locale(staff.locale or "zh_Hans_CN"):
+        names = "、".join(str(ROLES[r]) for r in sorted(roles)) or "-"
+        notify(staff, _("Your roles were changed"), _("Your roles are now: %(roles)s", roles=names))
+    return True
+
+
+def set_password(staff: Staff, password: str, *, actor: Staff | None = None) -> None:
+    """ACC-3: a new password ends every existing session of that account."""
+    check_policy(password, staff.username)
+    staff.password_hash = hash_password(password)
+    staff.password_changed_at = utcnow()
+    staff.session_epoch = (staff.session_epoch or 0) + 1
+    log_event("password_set", staff=staff, detail=f"by {actor.username if actor else 'self'}")
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_reset_token(staff: Staff, actor: Staff | None) -> str:
+    """ACC-3: a one-time token; only its hash is kept; older open tokens die."""
+    now = utcnow()
+    for old in db.session.scalars(sa.select(PasswordResetToken).where(
+            PasswordResetToken.staff_id == staff.id, PasswordResetToken.used_at.is_(None))):
+        old.used_at = now
+    token = secrets.token_urlsafe(32)
+    db.session.add(PasswordResetToken(
+        staff=staff, token_hash=_token_hash(token),
+        expires_at=now + current_app.config["RESET_TOKEN_LIFETIME"],
+        created_by_id=actor.id if actor else None))
+    log_event("reset_token_issued", staff=staff, detail=f"by {actor.username if actor else 'cli'}")
+    return token
+
+
+def find_reset_token(token: str) -> PasswordResetToken | None:
+    row = db.session.scalar(sa.select(PasswordResetToken).where(
+        PasswordResetToken.token_hash == _token_hash(token or "")))
+    if row is None or row.used_at is not None or row.expires_at <= utcnow():
+        return None
+    return row
+
+
+def reset_with_token(token: str, password: str) -> Staff:
+    row = find_reset_token(token)
+    if row is None:
+        raise DomainError(_l("This reset link is invalid or has expired."), "password")
+    set_password(row.staff, password)
+    row.used_at = utcnow()
+    return row.staff
+
+
+def failures_since(since: datetime, *, username: str | None = None, ip: str | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(SecurityEvent).where(
+        SecurityEvent.kind == "login_failed", SecurityEvent.at >= since)
+    if username is not None:
+        query = query.where(SecurityEvent.username == username)
+    if ip is not None:
+        query = query.where(SecurityEvent.ip == ip)
+    return db.session.scalar(query) or 0
+
+
+def is_throttled(username: str) -> bool:
+    """Too many recent failures for this account or from this address: refuse before checking."""
+    cfg = current_app.config
+    since = utcnow() - cfg["LOGIN_FAILURE_WINDOW"]
+    if failures_since(since, username=username) >= cfg["LOGIN_MAX_FAILURES_ACCOUNT"]:
+        return True
+    ip = client_ip()
+    return bool(ip) and failures_since(since, ip=ip) >= cfg["LOGIN_MAX_FAILURES_IP"]
+
+
+def authenticate(username: str, password: str) -> Staff | None:
+    """Check credentials with throttling; every outcome is logged (ACC-7)."""
+    from security.passwords import verify_unknown_user
+
+    username = (username or "").strip().lower()[:64]
+    if is_throttled(username):
+        log_event("login_throttled", username=username)
+        db.session.commit()
+        raise DomainError(_l("Too many failed attempts. Try again in 15 minutes."), "username")
+    staff = db.session.scalar(sa.select(Staff).where(Staff.username == username))
+    if staff is None:
+        verify_unknown_user(password or "")
+    ok = staff is not None and staff.active and verify_password(staff.password_hash, password or "")
+    if not ok:
+        log_event("login_failed", staff=staff, username=username)
+        db.session.commit()
+        return None
+    log_event("login", staff=staff)
+    db.session.commit()
+    return staff

@@ -1,0 +1,1 @@
+"""Demo data for a first look, and importers for a firm's real data."""

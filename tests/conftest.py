@@ -1,0 +1,118 @@
+"""Fixtures: one app per session on SQLite or the PostgreSQL server the test command started;
+every test starts from empty tables plus departments and one account per role."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from models import db
+from seed.demo import ensure_departments
+from security import accounts
+
+PASSWORD = "Correct-Horse-42"
+ROLE_USERS = {
+    "admin": "admin", "manager": "manager", "cs_supervisor": "supervisor", "cs_clerk": "clerk",
+    "engineering": "engineer", "security": "guard", "finance": "cashier",
+    "management_dept": "patrol",
+}
+CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
+
+
+def database_url(tmp_root: Path) -> str:
+    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    root = tmp_path_factory.mktemp("app")
+    app = create_app({
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url(root),
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
+        "BLIND_INDEX_KEY": "test-blind-index-key",
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_COST": 1024,
+        "SERVER_NAME": "localhost",
+    })
+    app.instance_path = str(root / "instance")
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+def wipe(app: Flask) -> None:
+    with app.app_context():
+        db.session.remove()
+        tables = list(reversed(db.metadata.sorted_tables))
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(table.delete())
+
+
+@pytest.fixture()
+def staff_ids(app: Flask) -> dict[str, int]:
+    """Fresh tables, departments, and one account per role (password ``PASSWORD``)."""
+    wipe(app)
+    ids = {}
+    with app.app_context():
+        ensure_departments()
+        for role, username in ROLE_USERS.items():
+            ids[role] = accounts.create_staff(username, f"{username} 测试", PASSWORD, {role}).id
+        db.session.commit()
+    return ids
+
+
+@pytest.fixture()
+def db_session(app: Flask, staff_ids: dict[str, int]) -> Iterator[sa.orm.Session]:
+    """An app context with the session, for arranging data and checking what was written."""
+    with app.test_request_context():
+        yield db.session
+        db.session.remove()
+
+
+def csrf_token(client: FlaskClient) -> str:
+    page = client.get("/login", follow_redirects=True).get_data(as_text=True)
+    match = CSRF.search(page)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+    return client.post("/login", data={"csrf_token": csrf_token(client), "username": username,
+                                       "password": password})
+
+
+@pytest.fixture()
+def login_as(app: Flask, staff_ids: dict[str, int]) -> Callable[[str], FlaskClient]:
+    """``login_as("cs_clerk")`` gives a client signed in as the account holding that role."""
+
+    def _login(role: str) -> FlaskClient:
+        client = app.test_client()
+        response = login(client, ROLE_USERS[role])
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+
+    return _login
+
+
+@pytest.fixture()
+def runner(app: Flask):  # type: ignore[no-untyped-def]
+    return app.test_cli_runner()

@@ -1,0 +1,1 @@
+"""Flask-Admin screens, one module per regulation, on the secured base view."""

@@ -1,0 +1,258 @@
+"""The secured base view every Flask-Admin screen stands on: deny by default, on the server.
+
+Closes Flask-Admin's known gaps: ``get_one`` ignores ``get_query`` (IDOR), ``/ajax/update/``
+ignores ``can_edit``, export falls back to every column, forms carry no CSRF token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from flask import abort, flash, has_request_context, redirect, request, url_for
+from flask_admin import AdminIndexView, BaseView, expose
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.model import typefmt
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from wtforms import HiddenField
+
+from models import db
+from models.validators import DomainError
+from views.templating import localtime
+
+# Which permission each Flask-Admin endpoint needs. An endpoint not listed is refused.
+ENDPOINT_PERMISSION = {
+    "index_view": "view",
+    "details_view": "view",
+    "create_view": "create",
+    "edit_view": "edit",
+    "delete_view": "delete",
+    "export": "export",
+    "ajax_lookup": "view",
+    "ajax_update": "edit",
+    "action_view": "view",  # then each action is checked by is_action_allowed
+}
+
+
+def _local(view: Any, value: datetime, name: str = "") -> str:
+    return localtime(value)
+
+
+def has_any_role(roles: set[str] | frozenset[str]) -> bool:
+    if not has_request_context() or not current_user.is_authenticated:
+        return False
+    return bool(current_user.is_active and current_user.roles & set(roles))
+
+
+def attach_error(form: Any, exc: DomainError) -> None:
+    """Show a domain error next to its field, or as a message when no field matches."""
+    field = getattr(form, exc.field, None) if exc.field else None
+    if field is not None and isinstance(getattr(field, "errors", None), list):
+        field.errors.append(str(exc.message))
+    else:
+        flash(str(exc.message), "error")
+
+
+class SecureForm(FlaskForm):
+    """Flask-WTF form: every admin form and action posts a CSRF token."""
+
+
+class RoleGuard:
+    """Shared access logic for model and plain views: permissions name roles, nothing else."""
+
+    permissions: ClassVar[dict[str, frozenset[str]]] = {}
+
+    def allowed(self, permission: str) -> bool:
+        return has_any_role(self.permissions.get(permission, frozenset()))
+
+    def is_accessible(self) -> bool:
+        return self.allowed("view")
+
+    def inaccessible_callback(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        abort(403)
+
+
+class SecureModelView(RoleGuard, ModelView):
+    """Model screens with explicit column allow-lists and role checks on every endpoint."""
+
+    form_base_class = SecureForm
+    column_editable_list: ClassVar[list[str]] = []  # status-like columns are never inline-edited
+    can_view_details = True
+    page_size = 50
+    can_set_page_size = True
+    column_type_formatters = {datetime: _local, **typefmt.BASE_FORMATTERS}
+    column_type_formatters_export = {datetime: _local, **typefmt.EXPORT_FORMATTERS}
+    column_type_formatters_detail = {datetime: _local, **typefmt.DETAIL_FORMATTERS}
+    required_lists = ("column_list", "column_details_list", "form_columns", "column_export_list")
+
+    def __init__(self, model: type, session: Any, **kwargs: Any) -> None:
+        for name in self.required_lists:
+            if getattr(self, name, None) is None:
+                raise TypeError(f"{type(self).__name__} must declare {name} explicitly")
+        if self.column_editable_list:
+            raise TypeError("inline editing bypasses the workflow layer; not allowed")
+        super().__init__(model, session, **kwargs)
+
+    # can_* are read by Flask-Admin's templates and views; derive them from roles every time.
+    @property
+    def can_create(self) -> bool:  # type: ignore[override]
+        return self.allowed("create")
+
+    @property
+    def can_edit(self) -> bool:  # type: ignore[override]
+        return self.allowed("edit")
+
+    @property
+    def can_delete(self) -> bool:  # type: ignore[override]
+        return self.allowed("delete")
+
+    @property
+    def can_export(self) -> bool:  # type: ignore[override]
+        return self.allowed("export")
+
+    # Flask-Admin assigns these in its constructor; ignore the writes, roles decide.
+    @can_create.setter
+    def can_create(self, value: bool) -> None:
+        pass
+
+    @can_edit.setter
+    def can_edit(self, value: bool) -> None:
+        pass
+
+    @can_delete.setter
+    def can_delete(self, value: bool) -> None:
+        pass
+
+    @can_export.setter
+    def can_export(self, value: bool) -> None:
+        pass
+
+    def _handle_view(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+        if not self.is_accessible():
+            return self.inaccessible_callback(name, **kwargs)
+        permission = ENDPOINT_PERMISSION.get(name) or self.extra_endpoints().get(name)
+        if permission is None or not self.allowed(permission):
+            abort(403)
+        return None
+
+    def extra_endpoints(self) -> dict[str, str]:
+        """Permissions for a subclass's own ``@expose`` endpoints; unlisted ones are refused."""
+        return {}
+
+    def is_action_allowed(self, name: str) -> bool:
+        if name == "delete":
+            return self.allowed("delete")
+        return self.allowed(f"action:{name}")
+
+    def scope_query(self, query: Any) -> Any:
+        """Narrow what this user may see; list, details, edit, delete and export all use it."""
+        return query
+
+    def get_query(self) -> Any:
+        return self.scope_query(super().get_query())
+
+    def get_count_query(self) -> Any:
+        return self.scope_query(super().get_count_query())
+
+    def get_one(self, id: Any) -> Any:
+        """Only a record the list would show: closes the IDOR gap of ``session.get``."""
+        try:
+            pk = int(id)
+        except (TypeError, ValueError):
+            return None
+        return self.get_query().filter(self.model.id == pk).one_or_none()
+
+    # --- forms: domain errors become field errors, nothing is written -----------------------
+    def get_edit_form(self) -> type:
+        form = super().get_edit_form()
+        form.version = HiddenField()
+        return form
+
+    def on_form_prefill(self, form: Any, id: Any) -> None:
+        if hasattr(form, "version") and request.method == "GET":
+            form.version.data = str(self.get_one(id).version)
+
+    def check_model(self, model: Any) -> None:
+        """Cross-field checks of a populated model before it is written; raise DomainError."""
+
+    def apply_form(self, form: Any, model: Any) -> None:
+        form.populate_obj(model)
+
+    def _save(self, form: Any, model: Any, is_created: bool) -> bool:
+        try:
+            if not is_created and hasattr(form, "version"):
+                if str(form.version.data or "") != str(model.version):
+                    raise StaleDataError("stale form")
+            self.apply_form(form, model)
+            self.check_model(model)
+            if is_created:
+                db.session.add(model)
+            self._on_model_change(form, model, is_created)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+            return False
+        except StaleDataError:
+            db.session.rollback()
+            flash(_("Someone else changed this record after you opened it. Reload and try again; "
+                    "your input was not saved."), "error")
+            return False
+        except IntegrityError:
+            db.session.rollback()
+            flash(_("A record with the same key already exists, or a related record is missing. "
+                    "Nothing was saved."), "error")
+            return False
+        self.after_model_change(form, model, is_created)
+        return True
+
+    def create_model(self, form: Any) -> Any:
+        model = self.build_new_instance()
+        return model if self._save(form, model, True) else False
+
+    def update_model(self, form: Any, model: Any) -> bool:
+        return self._save(form, model, False)
+
+    def delete_model(self, model: Any) -> bool:
+        try:
+            db.session.delete(model)
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            flash(_("This record is still referred to by others and cannot be deleted."), "error")
+            return False
+        return True
+
+
+class SecureView(RoleGuard, BaseView):
+    """A plain (non-model) screen guarded by the same role permissions."""
+
+    def _handle_view(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+        if not self.is_accessible():
+            return self.inaccessible_callback(name, **kwargs)
+        return None
+
+
+class HomeView(AdminIndexView):
+    """Home page: any signed-in staff member; anonymous visitors go to the login page."""
+
+    def is_accessible(self) -> bool:
+        return bool(current_user.is_authenticated and current_user.is_active)
+
+    def inaccessible_callback(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    @expose("/")
+    def index(self):  # type: ignore[no-untyped-def]
+        from models import Notification
+
+        notes = db.session.scalars(
+            db.select(Notification).where(Notification.staff_id == current_user.id)
+            .order_by(Notification.created_at.desc()).limit(10)).all()
+        return self.render("admin/home.html", notes=notes)
