@@ -97,7 +97,17 @@ class Unit(Timestamped, db.Model):
     @validates("code")
     def _code(self, key: str, value: str) -> str:
         value = check_unit_code(value)
-        self.floor = self.floor if self.floor is not None else floor_of(value)
+        if self.floor is None:
+            self.floor = floor_of(value)
+        return value
+
+    @validates("floor")
+    def _floor(self, key: str, value: int | None) -> int | None:
+        """A blank floor is read from the code (A-12-1203 → 12)."""
+        if value is None and self.code:
+            return floor_of(self.code)
+        if value is not None and not -10 <= int(value) <= 200:
+            raise DomainError(_l("Floor must be between -10 and 200."), "floor")
         return value
 
     @validates("area")

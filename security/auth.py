@@ -49,6 +49,18 @@ class NewPasswordForm(FlaskForm):
                             validators=[DataRequired(), EqualTo("password", _l("Passwords differ."))])
 
 
+class ReauthForm(FlaskForm):
+    password = PasswordField(_l("Your password"), validators=[DataRequired(), Length(max=128)])
+
+
+REAUTH_WINDOW_SECONDS = 300
+
+
+def recently_reauthenticated() -> bool:
+    """ACC-5: a sensitive operation needs the password typed again within the last 5 minutes."""
+    return time.time() - session.get("reauth_at", 0) < REAUTH_WINDOW_SECONDS
+
+
 class ChangePasswordForm(NewPasswordForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired()])
 
@@ -142,10 +154,28 @@ def change_password():  # type: ignore[no-untyped-def]
                 form.password.errors.append(str(exc.message))
             else:
                 db.session.commit()
-                login_user(current_user, remember=False)  # re-issue the cookie with the new epoch
+                login_user(current_user._get_current_object(), remember=False)  # re-issue with the new epoch
                 flash(_("Password changed."), "success")
                 return redirect(url_for("admin.index"))
     return render_template("auth/password.html", form=form)
+
+
+@bp.route("/reauth", methods=["GET", "POST"])
+@login_required
+def reauth():  # type: ignore[no-untyped-def]
+    """Confirm a sensitive operation (export of personal data, …) by re-entering the password."""
+    form = ReauthForm()
+    target = safe_next(request.args.get("next"))
+    if form.validate_on_submit():
+        if verify_password(current_user.password_hash, form.password.data):
+            session["reauth_at"] = time.time()
+            accounts.log_event("reauth", staff=current_user, detail=target[:200])
+            db.session.commit()
+            return redirect(target)
+        accounts.log_event("reauth_failed", staff=current_user)
+        db.session.commit()
+        form.password.errors.append(_("Wrong password."))
+    return render_template("auth/reauth.html", form=form, target=target)
 
 
 @bp.route("/lang/<code>", methods=["POST"])

@@ -3,6 +3,7 @@ every test starts from empty tables plus departments and one account per role.""
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -10,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from app import create_app
 from models import db
-from seed.demo import ensure_departments
 from security import accounts
+from seed.demo import ensure_departments
 
 PASSWORD = "Correct-Horse-42"
 ROLE_USERS = {
@@ -25,6 +26,22 @@ ROLE_USERS = {
     "management_dept": "patrol",
 }
 CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
+
+
+class IsolatedClient(FlaskClient):
+    """Each request runs in its own app context, as in production.
+
+    Without this, a request made while a test holds an app context (``db_session``) would
+    reuse that context: ``g`` (CSRF token, Flask-Login's cached user) and the database
+    session would leak between requests and clients.
+    """
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("buffered", True)  # streamed bodies finish inside that context
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        if has_app_context() and not (db.session.new or db.session.dirty or db.session.deleted):
+            db.session.expire_all()  # the test's view of rows the request just changed
+        return response
 
 
 def database_url(tmp_root: Path) -> str:
@@ -45,6 +62,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         "SERVER_NAME": "localhost",
     })
     app.instance_path = str(root / "instance")
+    app.test_client_class = IsolatedClient
     with app.app_context():
         db.drop_all()
         db.create_all()

@@ -22,6 +22,8 @@ from wtforms import HiddenField
 
 from models import db
 from models.validators import DomainError
+from security.accounts import log_event
+from security.auth import recently_reauthenticated
 from views.templating import localtime
 
 # Which permission each Flask-Admin endpoint needs. An endpoint not listed is refused.
@@ -60,6 +62,12 @@ def attach_error(form: Any, exc: DomainError) -> None:
 class SecureForm(FlaskForm):
     """Flask-WTF form: every admin form and action posts a CSRF token."""
 
+    def __init__(self, *args: Any, obj: Any = None, **kwargs: Any) -> None:
+        # Flask-Admin's Unique validator tells "this record" from "another one" by ``form._obj``
+        # (set by its own BaseForm); without it every edit of a unique field fails as a duplicate.
+        self._obj = obj
+        super().__init__(*args, obj=obj, **kwargs)
+
 
 class RoleGuard:
     """Shared access logic for model and plain views: permissions name roles, nothing else."""
@@ -89,6 +97,7 @@ class SecureModelView(RoleGuard, ModelView):
     column_type_formatters = {datetime: _local, **typefmt.BASE_FORMATTERS}
     column_type_formatters_export = {datetime: _local, **typefmt.EXPORT_FORMATTERS}
     column_type_formatters_detail = {datetime: _local, **typefmt.DETAIL_FORMATTERS}
+    reauth_endpoints: ClassVar[frozenset[str]] = frozenset()  # ACC-5: e.g. export of personal data
     required_lists = ("column_list", "column_details_list", "form_columns", "column_export_list")
 
     def __init__(self, model: type, session: Any, **kwargs: Any) -> None:
@@ -139,6 +148,11 @@ class SecureModelView(RoleGuard, ModelView):
         permission = ENDPOINT_PERMISSION.get(name) or self.extra_endpoints().get(name)
         if permission is None or not self.allowed(permission):
             abort(403)
+        if name in self.reauth_endpoints:
+            if not recently_reauthenticated():
+                return redirect(url_for("auth.reauth", next=request.full_path.rstrip("?")))
+            log_event(f"{name}", staff=current_user, detail=f"{self.endpoint} {request.full_path}"[:500])
+            db.session.commit()
         return None
 
     def extra_endpoints(self) -> dict[str, str]:

@@ -101,6 +101,7 @@ class UnitView(SecureModelView):
 class ResidentView(SecureModelView):
     """ID numbers: encrypted at rest, masked in lists and exports, searchable by exact number."""
 
+    reauth_endpoints = frozenset({"export"})  # ACC-5: exporting personal data
     permissions = {"view": FRONT_DESK | {"security", "finance"}, "create": FRONT_DESK,
                    "edit": FRONT_DESK, "export": SUPERVISORS, "delete": NOBODY}
     full_id_roles = SUPERVISORS  # ACC-6: who may see the whole number on the details page
@@ -180,6 +181,7 @@ class ResidentView(SecureModelView):
 class OccupancyView(SecureModelView):
     """REG-2 ownership and occupancy over time; ending one sets its end date, history stays."""
 
+    reauth_endpoints = frozenset({"export"})  # ACC-5: exporting personal data
     permissions = {"view": FRONT_DESK | {"security", "finance"}, "create": FRONT_DESK,
                    "edit": FRONT_DESK, "export": SUPERVISORS, "delete": NOBODY}
     column_list = ["unit", "resident", "kind", "start_date", "end_date"]

@@ -19,8 +19,8 @@ from models.staff import ROLES
 from models.validators import DomainError
 from security import accounts
 from views.base import SecureForm, SecureModelView, attach_error
-from workflow.notify import send_email
 from views.roles import ADMIN, NOBODY
+from workflow.notify import send_email
 
 
 class RolesField(SelectMultipleField):
@@ -60,6 +60,7 @@ def _fill_choices(form: Any) -> None:
 
 
 class StaffView(SecureModelView):
+    reauth_endpoints = frozenset({"export"})  # ACC-5: exporting personal data
     permissions = {"view": ADMIN, "create": ADMIN, "edit": ADMIN, "export": ADMIN, "delete": NOBODY,
                    "action:issue_reset": ADMIN}
     column_list = ["username", "full_name", "department", "roles", "active"]

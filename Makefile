@@ -1,0 +1,38 @@
+# Two commands: `make run` (the product on SQLite with demo data) and `make test` (the suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := app
+
+.PHONY: run test lint format translations system-deps
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+translations: $(VENV)/.installed
+	$(BIN)/pybabel compile -q -d translations
+
+run: $(VENV)/.installed translations
+	$(BIN)/flask db upgrade
+	$(BIN)/flask seed --demo --first-run-only
+	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+system-deps:
+	bash scripts/system-deps.sh
+
+test: $(VENV)/.installed-dev translations system-deps
+	bash scripts/test.sh
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

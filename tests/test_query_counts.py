@@ -1,0 +1,255 @@
+"""No N+1 on any admin list page: the SQL statement count of a list (and of a resident's details)
+must not grow with the number of rows shown.
+
+Each test fills the registry and the staff tables with 5 "cells" of related rows, counts the
+statements one GET of the page executes (after a warm-up GET), grows the data to 40 cells and
+counts again; the two counts must be equal for every role that may open the page.
+
+The requests run outside any app context on purpose: a request inside the test's app context
+would share its SQLAlchemy session and identity map, and lazy loads would then go unseen.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from models import (
+    Building,
+    Department,
+    Estate,
+    Occupancy,
+    Resident,
+    SecurityEvent,
+    Staff,
+    Unit,
+    VipCommunication,
+    VipProfile,
+    db,
+)
+from security import accounts
+from seed.people import make_person
+from tests.conftest import PASSWORD, ROLE_USERS
+from views.base import SecureModelView
+
+SMALL, LARGE = 5, 40
+PAGE = "?page_size=100"  # one of Flask-Admin's page_size_options, larger than any table here
+ROLE_ORDER = list(ROLE_USERS)
+
+# endpoint -> the test that covers its list page; a new model view without a test fails below.
+LIST_TESTS = {
+    "estate": "test_reg_1_estate_list_query_count_constant",
+    "building": "test_reg_1_building_list_query_count_constant",
+    "unit": "test_reg_1_unit_list_query_count_constant",
+    "occupancy": "test_reg_2_occupancy_list_query_count_constant",
+    "resident": "test_reg_3_resident_list_query_count_constant",
+    "vip": "test_reg_4_vip_list_query_count_constant",
+    "vip_contact": "test_reg_4_vip_contact_list_query_count_constant",
+    "resident_change": "test_arc_5_resident_change_list_query_count_constant",
+    "staff": "test_acc_1_staff_list_query_count_constant",
+    "role_change": "test_acc_4_role_change_list_query_count_constant",
+    "security_event": "test_acc_7_security_event_list_query_count_constant",
+}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def model_views(app: Flask) -> dict[str, SecureModelView]:
+    """Every Flask-Admin model view of every Admin instance, by endpoint."""
+    return {view.endpoint: view for admin in app.extensions["admin"] for view in admin._views
+            if isinstance(view, SecureModelView)}
+
+
+def viewer_roles(view: SecureModelView) -> list[str]:
+    roles = [r for r in ROLE_ORDER if r in view.permissions.get("view", frozenset())]
+    assert roles, f"nobody may view {view.endpoint}"
+    return roles
+
+
+@contextmanager
+def counting(app: Flask) -> Iterator[list[str]]:
+    """Collect every SQL statement sent to the database while the block runs."""
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def _count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", _count)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", _count)
+
+
+def statements_for(app: Flask, client: FlaskClient, url: str) -> tuple[list[str], str]:
+    warm = client.get(url)
+    assert warm.status_code == 200, (url, warm.status_code)
+    with counting(app) as statements:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return statements, response.get_data(as_text=True)
+
+
+def grow(app: Flask, start: int, stop: int) -> None:
+    """Cells ``start..stop-1``: each an estate, building, unit, owner and tenant with occupancies
+    (which write resident change rows), every 4th a phone change, a key-resident profile with two contacts,
+    a staff account with two roles and a department (account event and role change), and a
+    security event. Related rows are distinct per cell so a lazy load would show per row."""
+    rng = random.Random(start)
+    with app.app_context():
+        admin = db.session.scalar(sa.select(Staff).where(Staff.username == ROLE_USERS["admin"]))
+        departments = list(db.session.scalars(sa.select(Department).order_by(Department.id)))
+        roles = sorted(ROLE_USERS)
+        owners = []
+        for i in range(start, stop):
+            estate = Estate(code=f"e{i}", name=f"小区{i}", kind="residential", address=f"路 {i} 号")
+            building = Building(estate=estate, code="A", name=f"A栋{i}", floors=30)
+            floor = i % 30 + 1
+            unit = Unit(building=building, floor=floor, code=f"A-{floor}-{floor * 100 + 1}",
+                        area=Decimal("89.50"), use="residential")
+            owner = Resident(**make_person(rng, 2 * i + 1))
+            tenant = Resident(**make_person(rng, 2 * i + 2))
+            since = date(2020, 1, 1) + timedelta(days=i)
+            db.session.add_all([
+                Occupancy(unit=unit, resident=owner, kind="owner", start_date=since),
+                Occupancy(unit=unit, resident=tenant, kind="tenant", start_date=since,
+                          end_date=since + timedelta(days=365)),
+            ])
+            profile = VipProfile(resident=owner, birthday=date(1970, 1, 1) + timedelta(days=i),
+                                 preferences="安静", special_requirements=f"需求 {i}")
+            db.session.add_all([
+                VipCommunication(profile=profile, summary=f"回访 {i}", staff_id=admin.id),
+                VipCommunication(profile=profile, summary=f"生日问候 {i}", staff_id=admin.id),
+            ])
+            accounts.create_staff(f"user{i}", f"员工 {i}", PASSWORD, {roles[i % len(roles)],
+                                                                    roles[(i + 3) % len(roles)]},
+                                  department_key=departments[i % len(departments)].key, actor=admin)
+            db.session.add(SecurityEvent(kind="login_failed", username=f"user{i}", ip=f"10.0.0.{i}",
+                                         detail="wrong password"))
+            owners.append(owner)
+        db.session.flush()
+        for i, owner in enumerate(owners, start):
+            if i % 4 == 0:  # every 4th: keeps the change history under one page of 100 at 40 cells
+                owner.phone = f"139{i:08d}"  # written to the change history by before_flush
+        db.session.commit()
+
+
+def rows_shown(page: str, view: SecureModelView) -> int:
+    first = view.column_list[0]
+    return len(re.findall(rf'<td class="col-{re.escape(first)}">', page))
+
+
+def assert_list_constant(app: Flask, login_as: Callable[[str], FlaskClient], endpoint: str) -> None:
+    view = model_views(app)[endpoint]
+    url = f"/admin/{endpoint}/{PAGE}"
+    clients = {role: login_as(role) for role in viewer_roles(view)}
+    counts: dict[int, dict[str, int]] = {}
+    done = 0
+    for size in (SMALL, LARGE):
+        grow(app, done, size)
+        done = size
+        counts[size] = {}
+        for role, client in clients.items():
+            statements, page = statements_for(app, client, url)
+            with app.app_context():
+                total = db.session.scalar(sa.select(sa.func.count()).select_from(view.model))
+            assert size <= total < 100
+            assert rows_shown(page, view) == total, (endpoint, role)
+            counts[size][role] = len(statements)
+    assert counts[LARGE] == counts[SMALL], (
+        f"{endpoint}: statements per list page grow with the rows (N+1): "
+        f"{SMALL} rows {counts[SMALL]}, {LARGE} rows {counts[LARGE]}")
+
+
+# --- the views are all covered ------------------------------------------------------------------
+def test_every_model_view_list_has_a_query_count_test(app: Flask) -> None:
+    assert set(model_views(app)) == set(LIST_TESTS)
+    for name in LIST_TESTS.values():
+        assert callable(globals().get(name)), name
+
+
+# --- list pages ---------------------------------------------------------------------------------
+def test_reg_1_estate_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "estate")
+
+
+def test_reg_1_building_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "building")
+
+
+def test_reg_1_unit_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "unit")
+
+
+def test_reg_2_occupancy_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "occupancy")
+
+
+def test_reg_3_resident_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "resident")
+
+
+def test_reg_4_vip_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "vip")
+
+
+def test_reg_4_vip_contact_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "vip_contact")
+
+
+def test_arc_5_resident_change_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "resident_change")
+
+
+def test_acc_1_staff_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "staff")
+
+
+def test_acc_4_role_change_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "role_change")
+
+
+def test_acc_7_security_event_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "security_event")
+
+
+# --- details page of a resident -----------------------------------------------------------------
+def test_reg_3_resident_details_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    """A resident holding 5, then 40 occupancies, each in a unit of its own building and estate."""
+    view = model_views(app)["resident"]
+    with app.app_context():
+        resident = Resident(**make_person(random.Random(7), 999))
+        db.session.add(resident)
+        db.session.commit()
+        resident_id = resident.id
+    url = f"/admin/resident/details/?id={resident_id}"
+    clients = {role: login_as(role) for role in viewer_roles(view)}
+    counts: dict[int, dict[str, int]] = {}
+    done = 0
+    for size in (SMALL, LARGE):
+        with app.app_context():
+            resident = db.session.get(Resident, resident_id)
+            for i in range(done, size):
+                building = Building(estate=Estate(code=f"d{i}", name=f"小区{i}"), code="B", floors=9)
+                unit = Unit(building=building, floor=1, code=f"B-1-{100 + i}", use="residential")
+                db.session.add(Occupancy(unit=unit, resident=resident, kind="owner",
+                                         start_date=date(2020, 1, 1) + timedelta(days=i)))
+            db.session.commit()
+        done = size
+        counts[size] = {}
+        for role, client in clients.items():
+            statements, page = statements_for(app, client, url)
+            assert f"B-1-{100 + size - 1}" in page, role
+            counts[size][role] = len(statements)
+    assert counts[LARGE] == counts[SMALL], (
+        f"resident details: statements grow with the occupancies (N+1): "
+        f"{SMALL} {counts[SMALL]}, {LARGE} {counts[LARGE]}")
