@@ -17,7 +17,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 translations: $(VENV)/.installed
-	$(BIN)/pybabel compile -q -d translations
+	$(BIN)/pybabel compile -d translations 2>&1 | grep -v "^compiling" || true
 
 run: $(VENV)/.installed translations
 	$(BIN)/flask db upgrade

@@ -112,7 +112,7 @@ class Unit(Timestamped, db.Model):
 
     @validates("area")
     def _area(self, key: str, value: Decimal | None) -> Decimal | None:
-        if value is not None and not (Decimal("0") < Decimal(value) < Decimal("100000")):
+        if value is not None and not (Decimal(value).is_finite() and Decimal("0") < Decimal(value) < Decimal("100000")):
             raise DomainError(_l("Building area must be between 0 and 100000 m²."), "area")
         return value
 

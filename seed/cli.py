@@ -38,5 +38,27 @@ def seed(demo: bool, first_run_only: bool) -> None:
     print_logins()
 
 
+@click.command("import-registry")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--kind", type=click.Choice(["units", "residents"]), required=True)
+@click.option("--mode", type=click.Choice(["dry_run", "all_or_nothing", "valid_only"]), default="dry_run",
+              show_default=True)
+@with_appcontext
+def import_registry(path: str, kind: str, mode: str) -> None:
+    """The web importer's rules for files too big for one web request (no row limit here)."""
+    from seed.importer import run_import
+
+    data = Path(path).read_bytes()
+    report = run_import(db.session, data, Path(path).name, kind, mode, max_rows=10_000_000,
+                        max_bytes=1024 * 1024 * 1024)
+    for error in report.errors:
+        click.echo(f"row {error.row or '-'} {error.column}: {error.message}")
+    click.echo(f"rows {report.total}, valid {report.valid}, errors {len(report.errors)}, "
+               f"written: {'yes' if report.written else 'no'}")
+    if report.errors and mode != "valid_only":
+        raise SystemExit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed)
+    app.cli.add_command(import_registry)

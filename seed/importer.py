@@ -1,8 +1,9 @@
 """Quick setup from Excel: units, residents and occupancies from XLSX or CSV (REG-1..3).
 
 A firm moving onto the back office brings its registry as spreadsheets. Every row goes through
-the same model validators as the screens, inside its own SAVEPOINT and flush, so a bad value or
-a database constraint costs that row only and is reported with the row number the user sees.
+the same model validators as the screens before it is added; rows are flushed in SAVEPOINTs of
+a few hundred, and a batch the database refuses is retried one row per SAVEPOINT, so a bad value
+or a database constraint costs that row only and is reported with the row number the user sees.
 
 Modes:
 - ``dry_run``: validate every row against the database, then roll everything back.
@@ -49,13 +50,15 @@ from sqlalchemy.orm import Session
 
 from models import Building, Estate, Occupancy, Resident, Unit
 from models.registry import GENDERS, OCCUPANCY_KINDS, UNIT_USES
-from models.validators import DomainError, check_unit_code
+from models.validators import DomainError, check_id_number, check_unit_code
+from security.crypto import keyring
 
 KINDS = ("units", "residents")
 MODES = ("dry_run", "all_or_nothing", "valid_only")
 MAX_ROWS = 20_000
 MAX_BYTES = 5 * 1024 * 1024
 MAX_COLUMNS = 40
+BATCH_ROWS = 200  # rows flushed per SAVEPOINT; a refused batch is retried row by row
 # Stop scanning a sheet padded with formatted blank rows long before it exhausts the server.
 MAX_SCANNED_ROWS = MAX_ROWS * 5
 
@@ -205,11 +208,11 @@ def _xlsx_rows(data: bytes) -> list[list[Any]]:
 Table = tuple[list[Any], list[tuple[int, list[Any]]]]
 
 
-def read_table(data: bytes, filename: str, max_rows: int = MAX_ROWS) -> Table:
+def read_table(data: bytes, filename: str, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> Table:
     """The header cells (first non-blank row) and the non-blank data rows with their row numbers."""
-    if len(data) > MAX_BYTES:
+    if len(data) > max_bytes:
         raise ImportFileError(_l("The file is larger than %(mb)d MB; split it into several files.",
-                                 mb=MAX_BYTES // (1024 * 1024)))
+                                 mb=max_bytes // (1024 * 1024)))
     name = (filename or "").lower()
     if name.endswith(".xlsx") or (not name.endswith(".csv") and data[:4] == b"PK\x03\x04"):
         source: Iterable[list[Any]] = _xlsx_rows(data)
@@ -402,34 +405,53 @@ class _Importer:
         self.labels = {c.key: c.label for c in COLUMNS[kind]}
         self.estates: dict[str, Estate | None] = {}
         self.buildings: dict[tuple[int, str], Building] = {}
-        self.unit_codes: dict[int, set[str]] = {}  # estate id → unit codes on file
-        self.units: dict[tuple[int, str], Unit | None] = {}
+        self.units: dict[int, dict[str, Unit]] = {}  # estate id → unit code → unit on file
+        self.people: dict[str, Resident] = {}  # blind index → resident on file, for the batch
         self.seen_units: dict[tuple[str, str], int] = {}  # (estate, unit code) → first row
         self.seen_ids: dict[str, int] = {}  # blind index → first row
+        self.new_buildings: dict[tuple[int, str], Building] = {}  # created in the batch under way
 
-    def import_row(self, number: int, values: list[Any]) -> None:
-        """Build the row inside a SAVEPOINT and flush it; any failure undoes this row only."""
-        row = _Row(number, values, self.headers, self.labels)
-        self.report.total += 1
+    def import_rows(self, rows: list[tuple[int, list[Any]]]) -> None:
+        """Build rows inside one SAVEPOINT and flush them together.
+
+        Every row is checked by the model validators before anything is added, so a bad value
+        costs its row only. Should the database still refuse the flush (a constraint the checks
+        did not foresee, a concurrent insert), the batch is undone and retried row by row, each
+        in its own SAVEPOINT, so the refusal is reported against the one row that caused it.
+        """
         savepoint = self.session.begin_nested()
-        done: Callable[[], None] | None = None
+        self.new_buildings = {}
+        if self.kind == "residents":
+            self.find_people(rows)
+        built: list[tuple[_Row, Callable[[], None] | None]] = []
         try:
             with self.session.no_autoflush:
-                done = self.build_unit(row) if self.kind == "units" else self.build_residency(row)
-            if not row.errors:
-                self.session.flush()
-        except DomainError as exc:
-            row.fail(exc.field if exc.field in self.labels else None, exc.message)
+                for number, values in rows:
+                    row = _Row(number, values, self.headers, self.labels)
+                    try:
+                        built.append((row, self.build_unit(row) if self.kind == "units" else self.build_residency(row)))
+                    except DomainError as exc:  # a check raised outside Row.assign
+                        row.fail(exc.field if exc.field in self.labels else None, exc.message)
+                        built.append((row, None))
+            self.session.flush()
         except (IntegrityError, DataError):
-            row.fail(None, _("The database refused this row: a key is duplicated or a value is out of range."))
-        if row.errors:
             savepoint.rollback()
+            if len(rows) > 1:
+                for one in rows:
+                    self.import_rows([one])
+                return
+            row = _Row(*rows[0], self.headers, self.labels)
+            row.fail(None, _("The database refused this row: a key is duplicated or a value is out of range."))
             self.report.errors.extend(row.errors)
             return
         savepoint.commit()
-        self.report.valid += 1
-        if done is not None:
-            done()
+        for row, done in built:
+            if row.errors:
+                self.report.errors.extend(row.errors)
+            else:
+                self.report.valid += 1
+                if done is not None:
+                    done()
 
     # lookups ---------------------------------------------------------------------------------
     def estate(self, row: _Row) -> Estate | None:
@@ -443,12 +465,24 @@ class _Importer:
             row.fail("estate_code", _("No estate has the code “%(code)s”; create the estate first.", code=code))
         return estate
 
-    def existing_unit_codes(self, estate: Estate) -> set[str]:
-        """All unit codes of one estate in one query, instead of one query per row."""
-        if estate.id not in self.unit_codes:
-            self.unit_codes[estate.id] = set(self.session.scalars(
-                sa.select(Unit.code).join(Building).where(Building.estate_id == estate.id)))
-        return self.unit_codes[estate.id]
+    def estate_units(self, estate: Estate) -> dict[str, Unit]:
+        """All units of one estate in one query, instead of one query per row."""
+        if estate.id not in self.units:
+            self.units[estate.id] = {u.code: u for u in self.session.scalars(
+                sa.select(Unit).join(Building).where(Building.estate_id == estate.id))}
+        return self.units[estate.id]
+
+    def find_people(self, rows: list[tuple[int, list[Any]]]) -> None:
+        """Residents already on file under the batch's ID numbers, in one query per batch."""
+        digests = set()
+        for number, values in rows:
+            try:
+                number_text = check_id_number(_Row(number, values, self.headers, self.labels).text("id_number", True))
+            except DomainError:
+                continue  # reported when the row is built
+            digests.add(keyring().blind_index(number_text))
+        self.people = {p.id_number_bidx: p for p in self.session.scalars(
+            sa.select(Resident).where(Resident.id_number_bidx.in_(digests)))} if digests else {}
 
     def unit_code(self, row: _Row) -> str | None:
         try:
@@ -479,33 +513,36 @@ class _Importer:
             if first != row.number:
                 row.fail("unit_code", _("Unit %(code)s appears twice in the file (first on row %(row)d).",
                                         code=code, row=first))
-            elif estate is not None and code in self.existing_unit_codes(estate):
+            elif estate is not None and code in self.estate_units(estate):
                 row.fail("unit_code", _("Unit %(code)s already exists.", code=code))
         building_code = row.text("building", normalise=True) or (code.split("-")[0] if code else "")
         if estate is None or not building_code or row.errors:
             return None
-        building = self.buildings.get((estate.id, building_code.upper()))
+        key = (estate.id, building_code.upper())
+        building = self.buildings.get(key) or self.new_buildings.get(key)
         if building is None:
             building = self.session.scalar(sa.select(Building).where(
-                Building.estate_id == estate.id, Building.code == building_code.upper()))
+                Building.estate_id == estate.id, Building.code == key[1]))
         new_building = building is None
         if building is None:
             building = Building(estate_id=estate.id)
             row.assign(building, "code", building_code, "building")
             if row.errors:
                 return None
-            self.session.add(building)
-        unit.building = building
+        unit.building = building  # no backref: nothing persistent is touched before the checks pass
         try:
             unit.check_consistent()
         except DomainError as exc:
             row.fail({"code": "unit_code"}.get(exc.field or "", exc.field), exc.message)
             return None
+        if new_building:
+            self.new_buildings[key] = building
+            self.session.add(building)
         self.session.add(unit)
 
         def done() -> None:
-            self.buildings[(estate.id, building.code)] = building
-            self.existing_unit_codes(estate).add(unit.code)
+            self.buildings[key] = building
+            self.estate_units(estate)[unit.code] = unit
             self.report.created["units"] += 1
             self.report.created["buildings"] += int(new_building)
 
@@ -516,11 +553,7 @@ class _Importer:
         code = self.unit_code(row)
         if estate is None or code is None:
             return None
-        if (estate.id, code) not in self.units:
-            self.units[(estate.id, code)] = self.session.scalars(
-                sa.select(Unit).join(Building).where(Building.estate_id == estate.id, Unit.code == code)
-                .order_by(Unit.id).limit(1)).first()
-        unit = self.units[(estate.id, code)]
+        unit = self.estate_units(estate).get(code)
         if unit is None:
             row.fail("unit_code", _("Unit %(code)s does not exist in this estate; import the units first.",
                                     code=code))
@@ -568,7 +601,7 @@ class _Importer:
             if first != row.number:
                 row.fail("id_number", _("This ID number is already on row %(row)d of the file.", row=first))
             else:
-                existing = self.session.scalar(sa.select(Resident).where(Resident.id_number_bidx == digest))
+                existing = self.people.get(digest)
         if existing is not None and existing.name != person.name:
             row.fail("id_number", _("This ID number is on file for a person with a different name."))
         if existing is not None and unit is not None and occupancy.start_date is not None:
@@ -608,7 +641,7 @@ def _open_transaction(session: Session) -> None:
 
 
 def run_import(session: Session, data: bytes, filename: str, kind: str, mode: str,
-               max_rows: int = MAX_ROWS) -> ImportReport:
+               max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> ImportReport:
     """Import one file and commit or roll back the session's transaction according to ``mode``.
 
     The caller hands over a session with nothing pending: its transaction ends here.
@@ -617,7 +650,7 @@ def run_import(session: Session, data: bytes, filename: str, kind: str, mode: st
         raise ValueError(f"unknown kind {kind!r} or mode {mode!r}")
     report = ImportReport(kind=kind, mode=mode)
     try:
-        header, rows = read_table(data, filename, max_rows)
+        header, rows = read_table(data, filename, max_rows, max_bytes)
         headers, report.ignored_columns = map_headers(header, kind)
     except ImportFileError as exc:
         report.errors.append(RowError(None, "", str(exc.message)))
@@ -625,8 +658,9 @@ def run_import(session: Session, data: bytes, filename: str, kind: str, mode: st
     importer = _Importer(session, kind, headers, report)
     try:
         _open_transaction(session)
-        for number, values in rows:
-            importer.import_row(number, values)
+        report.total = len(rows)
+        for start in range(0, len(rows), BATCH_ROWS):
+            importer.import_rows(rows[start:start + BATCH_ROWS])
         commit = report.valid > 0 and (
             mode == "valid_only" or (mode == "all_or_nothing" and not report.errors))
         if commit:

@@ -391,6 +391,9 @@ def test_acc_4_acc_5_role_change_without_password_refused(app, login_as, staff_i
     assert rows(app, RoleChange, RoleChange.changed_by_id == staff_ids["admin"]) == []
     assert rows(app, Notification, Notification.staff_id == clerk_id) == []
     assert rows(app, SecurityEvent, SecurityEvent.kind == "roles_changed") == []
+    # ACC-7: both failed confirmations are in the security log although nothing else was saved.
+    failed = rows(app, SecurityEvent, SecurityEvent.kind == "reauth_failed")
+    assert [(e.staff_id, e.ip) for e in failed] == [(staff_ids["admin"], "127.0.0.1")] * 2
 
 
 def test_acc_4_role_change_recorded_notified_and_effective(app, login_as, staff_ids):

@@ -90,7 +90,7 @@ def page(browser: Browser, live_server: str, staff_ids: dict[str, int]) -> Itera
 
 @pytest.fixture()
 def building_id(app: Flask, staff_ids: dict[str, int]) -> int:
-    """An estate (测试花园) with building A, written before the browser starts."""
+    """An estate (测试花园) with building A, committed before the test opens a page."""
     with app.app_context():
         building = make_building()
         db.session.commit()
@@ -141,7 +141,7 @@ def test_reg_1_browser_clerk_creates_unit(building_id: int, app: Flask, page: Pa
     expect(list_tab(page)).to_have_text("列表")
     page.locator("ul.nav-tabs a.nav-link", has_text="创建").click()
     expect(page).to_have_url(re.compile(r"/admin/unit/new/"))
-    page.locator("select#building").select_option(str(building_id), force=True)
+    page.locator("select#building").select_option(str(building_id), force=True)  # select2 hides it
     page.locator("#code").fill("A-3-302")
     page.locator("#floor").fill("3")
     page.locator("#area").fill("96.40")

@@ -42,3 +42,16 @@ def test_reg_3_form_errors_in_users_language(login_as) -> None:
     page = client.post("/admin/resident/new/", data={
         "csrf_token": csrf_token(client), "name": "王五", "id_number": "110105198001010011"})
     assert "身份证号校验位错误" in page.get_data(as_text=True)
+
+
+def test_acc_7_times_stored_utc_shown_in_shanghai(login_as, db_session) -> None:
+    from datetime import UTC, datetime
+
+    from models import SecurityEvent, db
+
+    db.session.add(SecurityEvent(kind="login", username="someone", at=datetime(2026, 1, 1, 0, 0, tzinfo=UTC)))
+    db.session.commit()
+    page = login_as("admin").get("/admin/security_event/?search=someone").get_data(as_text=True)
+    assert "2026-01-01 08:00" in page
+    stored = db.session.scalar(db.select(SecurityEvent.at).where(SecurityEvent.username == "someone"))
+    assert stored.utcoffset().total_seconds() == 0 and stored.hour == 0

@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 from flask import abort, flash, has_request_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.model import typefmt
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from wtforms import HiddenField
 
@@ -57,6 +58,29 @@ def attach_error(form: Any, exc: DomainError) -> None:
         field.errors.append(str(exc.message))
     else:
         flash(str(exc.message), "error")
+
+
+class IdAjaxLoader(QueryAjaxModelLoader):
+    """Ajax relation fields and lookups: junk ids and paging are "nothing found", never a database
+    error (PostgreSQL refuses ``integer = 'abc'`` and negative LIMIT/OFFSET)."""
+
+    def get_one(self, pk: Any) -> Any:
+        try:
+            key = int(pk)
+        except (TypeError, ValueError):
+            return None
+        return super().get_one(key) if 0 < key < 2**63 else None
+
+    def get_list(self, term: str, offset: int = 0, limit: int = 10) -> Any:
+        return super().get_list(term, max(offset or 0, 0), min(max(limit or 0, 1), 100))
+
+
+class VersionField(HiddenField):
+    """The optimistic-lock version the form was opened at: compared in ``_save``, never written
+    back (writing it pins the version, so a second stale form would pass the check)."""
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        pass
 
 
 class SecureForm(FlaskForm):
@@ -148,6 +172,8 @@ class SecureModelView(RoleGuard, ModelView):
         permission = ENDPOINT_PERMISSION.get(name) or self.extra_endpoints().get(name)
         if permission is None or not self.allowed(permission):
             abort(403)
+        if name == "action_view" and not self.is_action_allowed(request.form.get("action", "")):
+            abort(403)  # Flask-Admin would silently redirect a refused or unknown action
         if name in self.reauth_endpoints:
             if not recently_reauthenticated():
                 return redirect(url_for("auth.reauth", next=request.full_path.rstrip("?")))
@@ -180,12 +206,18 @@ class SecureModelView(RoleGuard, ModelView):
             pk = int(id)
         except (TypeError, ValueError):
             return None
+        if not 0 < pk < 2**63:
+            return None  # no such row; a larger number would crash the driver (OverflowError)
         return self.get_query().filter(self.model.id == pk).one_or_none()
+
+    def _create_ajax_loader(self, name: str, options: dict[str, Any]) -> Any:
+        model = super()._create_ajax_loader(name, options).model
+        return IdAjaxLoader(name, self.session, model, **options)
 
     # --- forms: domain errors become field errors, nothing is written -----------------------
     def get_edit_form(self) -> type:
         form = super().get_edit_form()
-        form.version = HiddenField()
+        form.version = VersionField()
         return form
 
     def on_form_prefill(self, form: Any, id: Any) -> None:
@@ -222,6 +254,10 @@ class SecureModelView(RoleGuard, ModelView):
             db.session.rollback()
             flash(_("A record with the same key already exists, or a related record is missing. "
                     "Nothing was saved."), "error")
+            return False
+        except DataError:  # e.g. a number too large for its column (PostgreSQL)
+            db.session.rollback()
+            flash(_("A value is out of range for the database. Nothing was saved."), "error")
             return False
         self.after_model_change(form, model, is_created)
         return True

@@ -113,7 +113,7 @@ class ResidentView(SecureModelView):
                     "emergency_contact", "emergency_phone"]
     column_searchable_list = ["name", "phone"]
     column_sortable_list = ["name"]
-    column_labels = {"name": _l("Name"), "gender": _l("Gender"), "phone": _l("Phone"),
+    column_labels = {"name": _l("Full name"), "gender": _l("Gender"), "phone": _l("Phone"),
                      "id_number": _l("National ID number"), "native_place": _l("Native place"),
                      "household_place": _l("Household registration"),
                      "emergency_contact": _l("Emergency contact"),

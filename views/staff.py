@@ -10,6 +10,7 @@ from flask_admin.contrib.sqla import filters
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
 from wtforms import PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Email, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -113,6 +114,10 @@ class StaffView(SecureModelView):
             db.session.rollback()
             attach_error(form, exc)
             return False
+        except IntegrityError:  # the username was taken between the check and the insert
+            db.session.rollback()
+            form.username.errors.append(_("This username is taken."))
+            return False
         return staff
 
     def update_model(self, form: Any, model: Staff) -> bool:
@@ -135,6 +140,9 @@ class StaffView(SecureModelView):
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
+            if exc.field == "confirm_password":  # the rollback dropped require_reauth's ACC-7 record
+                accounts.log_event("reauth_failed", staff=current_user)
+                db.session.commit()
             attach_error(form, exc)
             return False
         return True
@@ -142,7 +150,7 @@ class StaffView(SecureModelView):
     @action("issue_reset", _l("Issue password reset link"))
     def issue_reset(self, ids: list[str]) -> None:
         """ACC-3: show a one-time reset link for each selected account (and mail it if set up)."""
-        for staff in db.session.scalars(db.select(Staff).where(Staff.id.in_([int(i) for i in ids]))):
+        for staff in [s for s in map(self.get_one, ids) if s is not None]:  # junk ids: skipped, not a 500
             token = accounts.issue_reset_token(staff, current_user)
             link = url_for("auth.reset", token=token, _external=True)
             db.session.commit()
@@ -162,6 +170,7 @@ class SecurityEventView(SecureModelView):
     column_details_list = column_list
     column_export_list = column_list
     form_columns: list[str] = []
+    column_searchable_list = ["username", "ip", "kind"]
     column_filters = ["kind", "username", "ip",
                       filters.DateTimeGreaterFilter(SecurityEvent.at, _l("Time")),
                       filters.DateTimeSmallerFilter(SecurityEvent.at, _l("Time"))]

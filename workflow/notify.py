@@ -1,22 +1,43 @@
-"""Tell a staff member something: always in-app, and by email when SMTP is configured."""
+"""Tell a staff member something: always in-app, and by email when SMTP is configured.
+
+Mail goes out only after the transaction that caused it commits, so a change that is rolled
+back never produces an email about something that did not happen.
+"""
 
 from __future__ import annotations
 
 import smtplib
 from email.message import EmailMessage
 
-from flask import current_app
+from flask import current_app, has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from models import Notification, Staff, db
 
+PENDING = "pm_pending_mail"
+
 
 def notify(staff: Staff, subject: str, body: str = "") -> Notification:
-    """Add the in-app notice to the session; the caller's commit makes it real."""
+    """Add the in-app notice to the session; the caller's commit makes it real (and mails it)."""
     note = Notification(staff=staff, subject=subject[:200], body=body)
     db.session.add(note)
     if staff.email and current_app.config.get("SMTP_HOST"):
-        send_email(staff.email, subject, body)
+        db.session.info.setdefault(PENDING, []).append((staff.email, subject, body))
     return note
+
+
+@event.listens_for(Session, "after_commit")
+def _send_pending(session: Session) -> None:
+    pending = session.info.pop(PENDING, [])
+    if pending and has_app_context():
+        for to, subject, body in pending:
+            send_email(to, subject, body)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(PENDING, None)
 
 
 def send_email(to: str, subject: str, body: str) -> None:
