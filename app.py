@@ -10,7 +10,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from flask_babel import lazy_gettext as _l
 
-from config import Config, load_secrets
+from config import SECRET_NAMES, Config, load_secrets
 from extensions import babel, csrf, migrate
 from models import db
 
@@ -24,7 +24,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    if not all(app.config.get(k) for k in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")):
+    if not all(app.config.get(k) for k in SECRET_NAMES):
         app.config.update(load_secrets(app.instance_path, app.config["PM_ENV"]))
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'pm.db'}"
@@ -47,23 +47,30 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_admin(app: Flask) -> None:
-    from views import imports, registry, staff
+    from views import audit, delegation, imports, key_custody, mywork, registry, settings, staff
     from views.base import HomeView
 
     admin = Admin(app, name=_l("Property back office"),
                   theme=Bootstrap4Theme(base_template="admin/master.html", fluid=True),
                   index_view=HomeView(name=_l("Home"), url="/admin"))
+    mywork.register(admin)
     registry.register(admin)
+    key_custody.register(admin)
     imports.register(admin)
+    delegation.register(admin)
     staff.register(admin)
+    settings.register(admin)
+    audit.register(admin)
 
 
 def _init_cli(app: Flask) -> None:
     from security import cli as security_cli
     from seed import cli as seed_cli
+    from workflow import cli as workflow_cli
 
     security_cli.init_app(app)
     seed_cli.init_app(app)
+    workflow_cli.init_app(app)
 
     @app.route("/")
     def root():  # type: ignore[no-untyped-def]

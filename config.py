@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-SECRET_NAMES = ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY")
+SECRET_NAMES = ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "BLIND_INDEX_KEY", "AUDIT_KEY")
 
 
 class Config:
@@ -65,6 +65,7 @@ def load_secrets(instance_path: str, env: str) -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(32),
         "FIELD_ENCRYPTION_KEYS": "k1:" + secrets.token_urlsafe(32),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "AUDIT_KEY": secrets.token_urlsafe(32),
     }
     for name in SECRET_NAMES:
         stored.setdefault(name, generated[name])

@@ -85,6 +85,7 @@ def make_app(url: str) -> Flask:
         "SECRET_KEY": secrets.token_urlsafe(32),
         "FIELD_ENCRYPTION_KEYS": "b1:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(32),
+        "AUDIT_KEY": "test-audit-key",
         "SERVER_NAME": "localhost",
     })
 

@@ -1,6 +1,8 @@
 """All models, one module per regulation; importing this registers every table."""
 
+from models.audit import AuditEntry, AuditHead
 from models.base import db
+from models.key_custody import KeyCustody, KeyUse
 from models.registry import (
     Building,
     Estate,
@@ -20,8 +22,10 @@ from models.staff import (
     Staff,
     StaffRole,
 )
+from models.workflow import Delegation, SignOff, WorkflowSetting
 
 __all__ = [
+    "AuditEntry", "AuditHead", "Delegation", "KeyCustody", "KeyUse", "SignOff", "WorkflowSetting",
     "Building", "Department", "Estate", "Notification", "Occupancy", "PasswordResetToken",
     "Resident", "ResidentChange", "RoleChange", "SecurityEvent", "Staff", "StaffRole", "Unit",
     "VipCommunication", "VipProfile", "db",

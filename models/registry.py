@@ -147,7 +147,7 @@ class Resident(Timestamped, db.Model):
     gender: Mapped[str | None] = mapped_column(sa.String(8))
     phone: Mapped[str | None] = mapped_column(sa.String(32), index=True)
     id_number: Mapped[str | None] = mapped_column(EncryptedString())
-    id_number_bidx: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    id_number_bidx: Mapped[str | None] = mapped_column(sa.String(64), unique=True, info={"sensitive": True})
     native_place: Mapped[str | None] = mapped_column(sa.String(100))
     household_place: Mapped[str | None] = mapped_column(sa.String(200))
     emergency_contact: Mapped[str | None] = mapped_column(sa.String(64))

@@ -52,7 +52,9 @@ class Staff(Timestamped, db.Model):
     email: Mapped[str | None] = mapped_column(sa.String(254))
     department_id: Mapped[int | None] = mapped_column(sa.ForeignKey("department.id"))
     department: Mapped[Department | None] = relationship()
-    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    # The department head signs approval steps declared as "head of <department>".
+    department_head: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    password_hash: Mapped[str] = mapped_column(sa.String(255), info={"sensitive": True})
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Bumped on password reset or deactivation: every older session cookie stops working.
     session_epoch: Mapped[int] = mapped_column(sa.Integer, default=0)
@@ -119,7 +121,7 @@ class PasswordResetToken(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"), index=True)
     staff: Mapped[Staff] = relationship(foreign_keys=[staff_id])
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, info={"sensitive": True})
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
@@ -129,6 +131,7 @@ class SecurityEvent(db.Model):
     """ACC-7: logins, failures, permission changes and confidential views."""
 
     __tablename__ = "security_event"
+    __audit__ = False  # log_event writes its own audit row
     __table_args__ = (
         sa.Index("ix_security_event_kind_username_at", "kind", "username", "at"),
         sa.Index("ix_security_event_kind_ip_at", "kind", "ip", "at"),
@@ -146,6 +149,7 @@ class Notification(db.Model):
     """In-app notice to one staff member (ACC-4 role changes, later workflow decisions)."""
 
     __tablename__ = "notification"
+    __audit__ = False
     id: Mapped[int] = mapped_column(primary_key=True)
     staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"), index=True)
     staff: Mapped[Staff] = relationship()

@@ -34,7 +34,17 @@ def client_ip() -> str | None:
 
 def log_event(kind: str, *, staff: Staff | None = None, username: str | None = None,
               detail: str | None = None) -> None:
-    """ACC-7 security log row, added to the current transaction."""
+    """ACC-7 security log row plus its audit-trail row, both in the current transaction."""
+    from flask_login import current_user
+
+    from workflow.audit import record_event
+
+    # The actor is whoever is signed in (an admin changing a clerk's roles); before sign-in,
+    # the account the event is about (a login). The record is that account.
+    signed_in = has_request_context() and getattr(current_user, "is_authenticated", False)
+    record_event(kind, record_type="staff" if staff is not None else None,
+                 record_id=staff.id if staff is not None else None,
+                 comment=(detail or username or "")[:500] or None, actor=None if signed_in else staff)
     db.session.add(SecurityEvent(
         kind=kind, staff_id=staff.id if staff else None,
         username=(username or (staff.username if staff else None) or "")[:64],

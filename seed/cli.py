@@ -24,6 +24,9 @@ def print_logins() -> None:
               help="Seed only if this instance was never seeded, so deleted demo data stays deleted.")
 @with_appcontext
 def seed(demo: bool, first_run_only: bool) -> None:
+    from workflow.audit import set_actor
+
+    set_actor(db.session(), None, "seed")  # who the audit trail names for these rows
     ensure_departments()
     db.session.commit()
     if not demo:
@@ -47,7 +50,9 @@ def seed(demo: bool, first_run_only: bool) -> None:
 def import_registry(path: str, kind: str, mode: str) -> None:
     """The web importer's rules for files too big for one web request (no row limit here)."""
     from seed.importer import run_import
+    from workflow.audit import set_actor
 
+    set_actor(db.session(), None, f"import {Path(path).name}"[:64])
     data = Path(path).read_bytes()
     report = run_import(db.session, data, Path(path).name, kind, mode, max_rows=10_000_000,
                         max_bytes=1024 * 1024 * 1024)

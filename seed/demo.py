@@ -80,6 +80,30 @@ def seed_estate(spec: tuple, rng: random.Random, serial_start: int) -> int:
     return serial
 
 
+def seed_keys(count: int = 12) -> None:
+    """A few deposited keys, some out and one loss waiting for the supervisor (the example workflow)."""
+    from models import KeyCustody
+    from workflow import engine
+
+    if db.session.scalar(sa.select(KeyCustody.id).limit(1)) is not None:
+        return
+    clerk = db.session.scalar(sa.select(Staff).where(Staff.username == "clerk"))
+    owners = db.session.execute(
+        sa.select(Occupancy).join(Occupancy.unit).where(Occupancy.kind == "owner", Occupancy.end_date.is_(None))
+        .order_by(Unit.id).limit(count)).scalars().all()
+    for i, occ in enumerate(owners):
+        keys = KeyCustody(unit=occ.unit, resident=occ.resident, tag_no=f"K-{occ.unit.code}",
+                          description="入户门钥匙", key_count=2, permitted_use="紧急维修、抄表", created_by=clerk)
+        db.session.add(keys)
+        db.session.flush()
+        if i % 4 == 1:
+            engine.fire(keys, "check_out", clerk, values={"current_holder": "工程部 刘强",
+                                                          "current_purpose": "抄水表"})
+        elif i % 4 == 3 and i < 4:
+            engine.fire(keys, "report_lost", clerk, "钥匙柜中未找到")
+    db.session.commit()
+
+
 def seed_demo() -> list[tuple[str, str]]:
     """Idempotent: what exists already is left alone."""
     ensure_departments()
@@ -87,5 +111,11 @@ def seed_demo() -> list[tuple[str, str]]:
     rng = random.Random(20261123)
     serial = seed_estate(COMPOUND, rng, 0)
     seed_estate(TOWER, rng, max(serial, 10000))
+    db.session.commit()
+    seed_keys()
+    for username in ("manager", "engineer", "guard"):  # department heads sign "head of" steps
+        head = db.session.scalar(sa.select(Staff).where(Staff.username == username))
+        if head is not None and not head.department_head:
+            head.department_head = True
     db.session.commit()
     return staff

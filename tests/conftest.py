@@ -16,8 +16,10 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from models import db
+from models.audit import guard_statements, head_guard_statements
 from security import accounts
 from seed.demo import ensure_departments
+from workflow.audit import ensure_head
 
 PASSWORD = "Correct-Horse-42"
 ROLE_USERS = {
@@ -57,6 +59,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         "SECRET_KEY": "test-secret-key-not-for-production",
         "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
         "BLIND_INDEX_KEY": "test-blind-index-key",
+        "AUDIT_KEY": "test-audit-key",
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_COST": 1024,
         "SERVER_NAME": "localhost",
@@ -77,12 +80,22 @@ def wipe(app: Flask) -> None:
         db.session.remove()
         tables = list(reversed(db.metadata.sorted_tables))
         with db.engine.begin() as conn:
+            # The audit table refuses DELETE/TRUNCATE by trigger; tests lift that for the wipe only.
             if conn.dialect.name == "postgresql":
+                for name in ("audit_entry", "audit_head"):
+                    conn.execute(sa.text(f"ALTER TABLE {name} DISABLE TRIGGER USER"))
                 names = ", ".join(f'"{t.name}"' for t in tables)
                 conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                for name in ("audit_entry", "audit_head"):
+                    conn.execute(sa.text(f"ALTER TABLE {name} ENABLE TRIGGER USER"))
             else:
+                for name in ("audit_entry_no_delete", "audit_head_no_delete"):
+                    conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
                 for table in tables:
                     conn.execute(table.delete())
+                for statement in guard_statements("sqlite") + head_guard_statements("sqlite"):
+                    conn.exec_driver_sql(statement)
+            ensure_head(conn)
 
 
 @pytest.fixture()

@@ -6,8 +6,22 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from models import Building, Estate, Occupancy, Resident, Unit, db
+import sqlalchemy as sa
+
+from models import AuditEntry, Building, Estate, Occupancy, Resident, Unit, db
 from models.validators import id_number_checksum
+
+# Logs that a refused request may legitimately write (the refusal, the export, the view).
+NOT_SNAPSHOTTED = {"security_event", "audit_head"}
+DATA_ACTIONS = ("create", "update", "delete", "transition", "request", "signoff", "withdraw", "setting")
+
+
+def data_rows(table: sa.Table) -> sa.Select:
+    """Rows a refused write must leave untouched; for the audit trail, the data-change rows."""
+    query = sa.select(table).order_by(*table.primary_key.columns)
+    if table.name == AuditEntry.__tablename__:
+        query = query.where(table.c.action.in_(DATA_ACTIONS))
+    return query
 
 
 def valid_id(serial: int = 1, born: str = "19800101", region: str = "110105") -> str:
@@ -52,3 +66,19 @@ def make_occupancy(unit: Unit, resident: Resident, **overrides: Any) -> Occupanc
     db.session.add(occ)
     db.session.flush()
     return occ
+
+
+def make_key_custody(**overrides: Any) -> Any:
+    """Keys of a unit deposited by its owner, in the cabinet (state "held")."""
+    from models import KeyCustody
+
+    unit = overrides.pop("unit", None) or make_unit()
+    resident = overrides.pop("resident", None)
+    if resident is None:
+        resident = make_resident(id_number=valid_id(serial=unit.id or 1))
+        make_occupancy(unit, resident)
+    values = {"tag_no": f"K-{unit.code}", "description": "入户门钥匙", "key_count": 2} | overrides
+    keys = KeyCustody(unit=unit, resident=resident, **values)
+    db.session.add(keys)
+    db.session.flush()
+    return keys

@@ -32,7 +32,16 @@ from models import (
 )
 from models.validators import id_number_checksum
 from security import accounts
-from tests.helpers import make_building, make_estate, make_occupancy, make_resident, make_unit, valid_id
+from tests.helpers import (
+    NOT_SNAPSHOTTED,
+    data_rows,
+    make_building,
+    make_estate,
+    make_occupancy,
+    make_resident,
+    make_unit,
+    valid_id,
+)
 
 DUPLICATE = "A record with the same key already exists"
 STALE = "Someone else changed this record after you opened it"
@@ -114,8 +123,8 @@ def count(model: type, *where: Any) -> int:
 def snapshot() -> dict[str, list[tuple]]:
     """Every row of every table except the audit log, through a fresh connection."""
     with db.engine.connect() as conn:
-        return {t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
-                for t in db.metadata.sorted_tables if t.name != "security_event"}
+        return {t.name: [tuple(r) for r in conn.execute(data_rows(t))]
+                for t in db.metadata.sorted_tables if t.name not in NOT_SNAPSHOTTED}
 
 
 def fetch(model: type, pk: int) -> Any:

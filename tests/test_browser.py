@@ -247,3 +247,53 @@ def test_acc_4_browser_clerk_forbidden_staff_and_anonymous_sent_to_login(page: P
     expect(page.locator("a[href='/admin/']")).to_be_visible()
     expect(page.locator("table.model-list")).to_have_count(0)
     shot(page, "10_clerk_forbidden_staff")
+
+
+# --- workflow buttons (the shared layer) ---------------------------------------------------------
+def test_wf_transition_buttons_are_confirmed_posts_and_approval_shows_in_my_work(
+        app: Flask, page: Page, staff_ids: dict[str, int]) -> None:
+    """A clerk takes keys out from the details page (confirm dialog, CSRF'd POST); a loss report
+    waits for the supervisor, who finds it in My work (待办) and approves it."""
+    from models import KeyCustody
+    from tests.helpers import make_key_custody
+
+    with app.app_context():
+        keys_id = make_key_custody().id
+        db.session.commit()
+    page.goto(f"/admin/key_custody/details/?id={keys_id}")
+    log_in(page, "cs_clerk")
+    dialogs: list[str] = []
+
+    def accept(dialog) -> None:  # type: ignore[no-untyped-def]
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    form = page.locator('form.wf-transition[data-transition="check_out"]')
+    form.locator('input[name="field_current_holder"]').fill("工程部 刘强")
+    form.locator('input[name="field_current_purpose"]').fill("抄水表")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#wf-status")).to_contain_text("已借出")
+    assert dialogs and "借出" in dialogs[0]
+    put_back = page.locator('form.wf-transition[data-transition="check_in"]')
+    put_back.locator("button[type=submit]").click()
+    expect(page.locator("#wf-status")).to_contain_text("在钥匙柜")
+    lost = page.locator('form.wf-transition[data-transition="report_lost"]')
+    lost.locator('textarea[name="comment"]').fill("柜中未找到")
+    lost.locator("button[type=submit]").click()
+    expect(page.locator("#approval")).to_contain_text("客服主管确认遗失")
+    expect(page.locator("#timeline")).to_be_visible()
+    shot(page, "workflow-requested")
+
+    page.context.clear_cookies()
+    page.goto("/admin/mywork/")
+    log_in(page, "cs_supervisor")
+    row = page.locator("table tbody tr").filter(has_text="钥匙托管")
+    expect(row).to_have_count(1)
+    row.locator("a").first.click()
+    page.locator('form.wf-decide textarea[name="comment"]').fill("已核实")
+    page.locator('form.wf-decide button[value="approve"]').click()
+    expect(page.locator("#wf-status")).to_contain_text("已遗失")
+    shot(page, "workflow-approved")
+    with app.app_context():
+        assert db.session.get(KeyCustody, keys_id).state == "lost"

@@ -31,6 +31,7 @@ def test_reg_1_migrations_match_models(tmp_path: Path) -> None:
     app = create_app({
         "SQLALCHEMY_DATABASE_URI": scratch_database(tmp_path),
         "SECRET_KEY": "x", "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43, "BLIND_INDEX_KEY": "y",
+        "AUDIT_KEY": "test-audit-key",
     })
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))

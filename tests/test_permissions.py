@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 
 from app import create_app
 from models import (
+    AuditEntry,
     PasswordResetToken,
     ResidentChange,
     RoleChange,
@@ -37,15 +38,26 @@ from models import (
     db,
 )
 from tests.conftest import PASSWORD, ROLE_USERS, csrf_token
-from tests.helpers import make_building, make_estate, make_occupancy, make_resident, make_unit, valid_id
+from tests.helpers import (
+    NOT_SNAPSHOTTED,
+    data_rows,
+    make_building,
+    make_estate,
+    make_key_custody,
+    make_occupancy,
+    make_resident,
+    make_unit,
+    valid_id,
+)
 from views.base import HomeView, SecureModelView, SecureView
 from views.roles import FRONT_DESK
+from views.workflow import BULK_PREFIX
+from workflow import engine
 
 ANONYMOUS = "anonymous"
 ROLES = [*ROLE_USERS, ANONYMOUS]
 MISSING_ID = 999_999
 # Audit rows may legitimately be added on any request (ACC-7); every other table must hold still.
-NOT_SNAPSHOTTED = {"security_event"}
 
 
 # --- the views, read from the app ---------------------------------------------------------------
@@ -66,6 +78,7 @@ def _catalog() -> list[str]:
         "TESTING": True, "SQLALCHEMY_DATABASE_URI": "sqlite://", "SERVER_NAME": "localhost",
         "SECRET_KEY": "collection-only", "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
         "BLIND_INDEX_KEY": "collection-only",
+        "AUDIT_KEY": "test-audit-key",
     })
     return [v.endpoint for v in model_views(app)]
 
@@ -96,7 +109,10 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
         "vip": vip.id, "vip_contact": contact.id, "staff": staff_ids["cs_clerk"],
         "role_change": db.session.scalar(sa.select(sa.func.min(RoleChange.id))),
         "security_event": db.session.scalar(sa.select(sa.func.min(SecurityEvent.id))),
+        "key_custody": make_key_custody(unit=unit, resident=resident).id,
     }
+    db.session.flush()
+    ids["audit"] = db.session.scalar(sa.select(sa.func.min(AuditEntry.id)))
     db.session.commit()
     assert all(ids.values()), ids
     return ids
@@ -115,6 +131,9 @@ CREATE = {
     "vip": lambda ids: {"resident": ids["other_resident"], "birthday": "1985-05-05", "preferences": "",
                         "special_requirements": ""},
     "vip_contact": lambda ids: {"profile": ids["vip"], "summary": "上门拜访"},
+    "key_custody": lambda ids: {"unit": ids["unit"], "resident": ids["resident"], "tag_no": "K-NEW",
+                                "description": "车库钥匙", "key_count": "1", "permitted_use": "",
+                                "deposited_at": "2026-11-20 09:00:00"},
     "staff": lambda ids: {"username": "newhire", "full_name": "新同事", "department": "cs",
                           "roles": "cs_clerk", "password": "Another-Strong-Pass-7"},
 }
@@ -128,6 +147,9 @@ EDIT = {
                               "start_date": "2024-01-01", "end_date": "2025-01-01", "note": "搬离"},
     "vip": lambda ids: {"resident": ids["resident"], "birthday": "1980-01-01", "preferences": "喜茶",
                         "special_requirements": ""},
+    "key_custody": lambda ids: {"unit": ids["unit"], "resident": ids["resident"], "tag_no": "K-A-12-1203",
+                                "description": "入户门钥匙（两把）", "key_count": "2", "permitted_use": "紧急维修",
+                                "deposited_at": "2026-11-20 09:00:00"},
     "staff": lambda ids: {"full_name": "改名 测试", "department": "cs", "roles": "cs_clerk", "active": "1"},
 }
 # Actions with a visible effect: which table gains a row when the action runs.
@@ -139,7 +161,7 @@ def snapshot() -> dict[str, list[tuple]]:
     """Every row of every table (audit log aside), read through a fresh connection."""
     with db.engine.connect() as conn:
         return {
-            t.name: [tuple(r) for r in conn.execute(sa.select(t).order_by(*t.primary_key.columns))]
+            t.name: [tuple(r) for r in conn.execute(data_rows(t))]
             for t in db.metadata.sorted_tables if t.name not in NOT_SNAPSHOTTED
         }
 
@@ -211,8 +233,13 @@ def permission_of(kind: str) -> str:
 
 
 def allowed(view: SecureModelView, role: str, permission: str) -> bool:
-    """The whole screen needs "view"; each endpoint then needs its own permission."""
+    """The whole screen needs "view"; each endpoint then needs its own permission. A workflow
+    step offered as a bulk action is granted by the engine's roles for that transition."""
     perms = view.permissions
+    if permission.startswith("action:" + BULK_PREFIX):
+        wf = engine.workflow_of(view.model)
+        t = wf.transition(permission.split(":", 1)[1][len(BULK_PREFIX):])
+        return role in perms.get("view", ()) and role in engine.roles_for(wf, t)
     return role in perms.get("view", ()) and role in perms.get(permission, ())
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from models import Estate, Occupancy, Resident, Staff, Unit, db
+from models import Estate, KeyCustody, KeyUse, Occupancy, Resident, Staff, Unit, db
 from models.staff import ROLES
 
 
@@ -44,6 +44,8 @@ def test_seed_first_run_only_leaves_deleted_demo_data_alone(runner, app, db_sess
     assert runner.invoke(args=["seed", "--demo", "--first-run-only"]).exit_code == 0
     count = db.session.scalar(sa.select(sa.func.count()).select_from(Unit))
     assert count > 0
+    db.session.execute(sa.delete(KeyUse))
+    db.session.execute(sa.delete(KeyCustody))
     db.session.execute(sa.delete(Occupancy))
     db.session.execute(sa.delete(Unit))
     db.session.commit()  # the firm deleted the demo units; a restart must not bring them back

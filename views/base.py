@@ -116,6 +116,7 @@ class SecureModelView(RoleGuard, ModelView):
     form_base_class = SecureForm
     column_editable_list: ClassVar[list[str]] = []  # status-like columns are never inline-edited
     can_view_details = True
+    details_template = "admin/record/details.html"
     page_size = 50
     can_set_page_size = True
     column_type_formatters = {datetime: _local, **typefmt.BASE_FORMATTERS}
@@ -184,6 +185,14 @@ class SecureModelView(RoleGuard, ModelView):
     def extra_endpoints(self) -> dict[str, str]:
         """Permissions for a subclass's own ``@expose`` endpoints; unlisted ones are refused."""
         return {}
+
+    def render(self, template: str, **kwargs: Any) -> Any:
+        """Details pages get the record's timeline from the audit trail."""
+        if template == self.details_template and kwargs.get("model") is not None:
+            from views.audit import timeline_for
+
+            kwargs.setdefault("timeline", timeline_for(kwargs["model"]))
+        return super().render(template, **kwargs)
 
     def is_action_allowed(self, name: str) -> bool:
         if name == "delete":

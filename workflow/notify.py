@@ -13,7 +13,8 @@ from flask import current_app, has_app_context
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from models import Notification, Staff, db
+from models.base import db
+from models.staff import Notification, Staff
 
 PENDING = "pm_pending_mail"
 

@@ -1,0 +1,119 @@
+"""The append-only audit trail: one row per create, update, delete, transition, sign-off, login,
+export and confidential view, hash-chained with a key kept outside the database.
+
+The database itself refuses UPDATE, DELETE (and on PostgreSQL TRUNCATE) of ``audit_entry``
+through triggers created with the table, so neither the app nor a stray SQL console can
+rewrite history; ``flask audit verify`` catches whatever gets past that (e.g. a file edit).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import UTCDateTime, db, utcnow
+
+
+class AuditEntry(db.Model):
+    """One audited event. ``seq`` is the chain order; ``hash`` = HMAC(key, prev_hash, row).
+
+    ``actor_id`` has no foreign key on purpose: a foreign key's ON DELETE would have to
+    update this table, and the trail must outlive the accounts it names.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        sa.Index("ix_audit_entry_record", "record_type", "record_id", "seq"),
+        sa.Index("ix_audit_entry_action_at", "action", "at"),
+        sa.Index("ix_audit_entry_actor_at", "actor_id", "at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(sa.Integer)
+    actor_name: Mapped[str | None] = mapped_column(sa.String(64))
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    record_type: Mapped[str | None] = mapped_column(sa.String(64))
+    record_id: Mapped[int | None] = mapped_column(sa.BigInteger)
+    transition: Mapped[str | None] = mapped_column(sa.String(64))
+    # JSON {"field": [old, new]} with sensitive values masked; may be redacted by retention,
+    # which is why the chain covers ``digest`` (the SHA-256 of this text), not the text itself.
+    changes: Mapped[str | None] = mapped_column(sa.Text)
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditHead(db.Model):
+    """The chain's tip: one row, locked by every append so two writers never fork the chain."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    last_hash: Mapped[str] = mapped_column(sa.String(64), default="0" * 64)
+
+
+SQLITE_GUARDS = [
+    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
+]
+POSTGRES_GUARDS = [
+    """CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION 'audit_entry is append-only'; END $$""",
+    """CREATE TRIGGER audit_entry_no_change BEFORE UPDATE OR DELETE ON audit_entry
+       FOR EACH ROW EXECUTE FUNCTION audit_entry_refuse()""",
+    """CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry
+       FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_refuse()""",
+]
+
+
+# The head only moves forward and never disappears: truncating the chain's tail and rolling
+# the head back to match would otherwise go unnoticed.
+SQLITE_HEAD_GUARDS = [
+    """CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head
+       BEGIN SELECT RAISE(ABORT, 'audit_head cannot be removed'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head
+       WHEN NEW.seq < OLD.seq OR NEW.id != OLD.id
+       BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward'); END""",
+]
+POSTGRES_HEAD_GUARDS = [
+    """CREATE OR REPLACE FUNCTION audit_head_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF TG_OP <> 'UPDATE' OR NEW.seq < OLD.seq OR NEW.id <> OLD.id THEN
+           RAISE EXCEPTION 'audit_head only moves forward';
+         END IF;
+         RETURN NEW;
+       END $$""",
+    """CREATE TRIGGER audit_head_forward_only BEFORE UPDATE OR DELETE ON audit_head
+       FOR EACH ROW EXECUTE FUNCTION audit_head_guard()""",
+    """CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head
+       FOR EACH STATEMENT EXECUTE FUNCTION audit_head_guard()""",
+]
+
+
+def guard_statements(dialect: str) -> list[str]:
+    """The DDL that makes ``audit_entry`` append-only on this database (also used by migrations)."""
+    return POSTGRES_GUARDS if dialect == "postgresql" else SQLITE_GUARDS
+
+
+def head_guard_statements(dialect: str) -> list[str]:
+    return POSTGRES_HEAD_GUARDS if dialect == "postgresql" else SQLITE_HEAD_GUARDS
+
+
+@sa.event.listens_for(AuditEntry.__table__, "after_create")
+def _install_guards(table: sa.Table, connection: sa.Connection, **kw: object) -> None:
+    for statement in guard_statements(connection.dialect.name):
+        connection.exec_driver_sql(statement)
+
+
+@sa.event.listens_for(AuditHead.__table__, "after_create")
+def _install_head(table: sa.Table, connection: sa.Connection, **kw: object) -> None:
+    connection.execute(table.insert().values(id=1, seq=0, last_hash="0" * 64))
+    for statement in head_guard_statements(connection.dialect.name):
+        connection.exec_driver_sql(statement)

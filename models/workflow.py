@@ -1,0 +1,106 @@
+"""Tables of the shared workflow layer: the ``Tracked`` mixin every regulation record uses,
+sign-offs, delegations and the settings an admin may change without code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
+
+from models.base import Timestamped, UTCDateTime, db, utcnow
+from models.staff import Staff
+
+
+class Tracked(Timestamped):
+    """A record with a declared workflow (``workflow`` class attribute).
+
+    ``state`` is protected: only the engine writes it, never a form. ``pending_*`` describe an
+    approval chain in progress; ``deleted_at`` is the soft delete after an approved request.
+    """
+
+    state: Mapped[str] = mapped_column(sa.String(32), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    pending_transition: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    pending_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pending_round: Mapped[int] = mapped_column(sa.Integer, default=0)
+    pending_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pending_comment: Mapped[str | None] = mapped_column(sa.Text)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+    @declared_attr
+    def created_by_id(cls) -> Mapped[int | None]:  # noqa: N805
+        return mapped_column(sa.ForeignKey("staff.id"))
+
+    @declared_attr
+    def pending_by_id(cls) -> Mapped[int | None]:  # noqa: N805
+        return mapped_column(sa.ForeignKey("staff.id"))
+
+    @declared_attr
+    def deleted_by_id(cls) -> Mapped[int | None]:  # noqa: N805
+        return mapped_column(sa.ForeignKey("staff.id"))
+
+    @declared_attr
+    def created_by(cls) -> Mapped[Staff | None]:  # noqa: N805
+        return relationship(Staff, foreign_keys=lambda: [cls.created_by_id])
+
+    @declared_attr
+    def pending_by(cls) -> Mapped[Staff | None]:  # noqa: N805
+        return relationship(Staff, foreign_keys=lambda: [cls.pending_by_id])
+
+
+class SignOff(db.Model):
+    """One approver's decision on one step of one approval round: a row, never a boolean."""
+
+    __tablename__ = "sign_off"
+    __audit__ = False  # the engine writes the record's "signoff" row instead
+    __table_args__ = (
+        sa.UniqueConstraint("record_type", "record_id", "transition", "round", "step", "staff_id"),
+        sa.Index("ix_sign_off_record", "record_type", "record_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(64))
+    record_id: Mapped[int] = mapped_column(sa.BigInteger)
+    transition: Mapped[str] = mapped_column(sa.String(64))
+    round: Mapped[int] = mapped_column(sa.Integer)
+    step: Mapped[int] = mapped_column(sa.Integer)
+    role: Mapped[str | None] = mapped_column(sa.String(32))  # the capacity signed in
+    decision: Mapped[str] = mapped_column(sa.String(16))  # approve | reject
+    staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"))
+    staff: Mapped[Staff] = relationship(foreign_keys=[staff_id])
+    on_behalf_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    on_behalf_of: Mapped[Staff | None] = relationship(foreign_keys=[on_behalf_of_id])
+    comment: Mapped[str | None] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Delegation(Timestamped, db.Model):
+    """A manager lets someone approve in their place for a period; recorded, revocable."""
+
+    __tablename__ = "delegation"
+    __table_args__ = (sa.CheckConstraint("ends_at > starts_at", name="period"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delegator_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"), index=True)
+    delegator: Mapped[Staff] = relationship(foreign_keys=[delegator_id])
+    delegate_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id"), index=True)
+    delegate: Mapped[Staff] = relationship(foreign_keys=[delegate_id])
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(sa.String(200), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __str__(self) -> str:
+        return f"{self.delegator} → {self.delegate}"
+
+
+class WorkflowSetting(Timestamped, db.Model):
+    """An admin's override of a declared default (roles of a transition or step, a duration).
+
+    The value is JSON; the declaration in code validates it before it is stored.
+    """
+
+    __tablename__ = "workflow_setting"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))

@@ -1,0 +1,97 @@
+""""My work" (待办): what waits for the signed-in staff member, soonest due first, plus the menu badge.
+
+The list is ``workflow.inbox.my_work``; this screen only shows it. The engine decides each item,
+so the page never offers what the record's buttons would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import g, has_request_context, url_for
+from flask_admin import Admin, expose
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from werkzeug.routing import BuildError
+
+from models.base import utcnow
+from models.staff import ROLES
+from views.base import SecureView
+from workflow import engine, inbox
+
+COUNT_CACHE = "pm_mywork_count"
+
+
+@dataclass
+class Row:
+    """One line of the page, with everything the template shows already worked out."""
+
+    record: Any
+    url: str | None
+    workflow: str
+    kind: str
+    waiting: list[str]
+    due_at: datetime | None
+    overdue: bool
+    since: datetime | None
+
+
+def record_url(item: inbox.WorkItem) -> str | None:
+    """The record's details page; None while the workflow has no admin screen registered."""
+    try:
+        return url_for(f"{item.workflow.key}.details_view", id=item.record.id)
+    except BuildError:
+        return None
+
+
+def waiting_for(item: inbox.WorkItem) -> list[str]:
+    """What is asked of the user: the step to sign, or the transitions they may fire."""
+    if item.kind == "approve":
+        t = item.transitions[0]
+        found = engine.current_step(item.record)
+        step = str(found[1].label) if found else ""
+        return [f"{t.label or t.name}: {step}" if step else str(t.label or t.name)]
+    return [str(t.label or t.name) for t in item.transitions]
+
+
+def rows_for(items: list[inbox.WorkItem], now: datetime) -> list[Row]:
+    return [Row(item.record, record_url(item), str(item.workflow.label), item.kind, waiting_for(item),
+                item.due_at, bool(item.due_at and item.due_at < now), item.since) for item in items]
+
+
+class MyWorkView(SecureView):
+    """Any signed-in, active staff member; the menu entry is drawn by master.html with its badge."""
+
+    permissions = {"view": frozenset(ROLES)}
+
+    def is_accessible(self) -> bool:
+        return bool(current_user.is_authenticated and current_user.is_active)
+
+    def is_visible(self) -> bool:
+        return False  # templates/admin/master.html draws the entry first, with the count badge
+
+    @expose("/")
+    def index(self):  # type: ignore[no-untyped-def]
+        items = inbox.my_work(current_user)
+        g.setdefault(COUNT_CACHE, len(items))  # the badge reuses this list's length: one query set
+        return self.render("admin/mywork.html", rows=rows_for(items, utcnow()))
+
+
+def mywork_count() -> int | None:
+    """The badge number, computed at most once per request and only when a page draws the menu."""
+    if not has_request_context() or not current_user.is_authenticated or not current_user.is_active:
+        return None
+    if COUNT_CACHE not in g:
+        setattr(g, COUNT_CACHE, inbox.count(current_user))
+    return g.get(COUNT_CACHE)
+
+
+def _badge_context() -> dict[str, Any]:
+    return {"mywork_count": mywork_count}
+
+
+def register(admin: Admin) -> None:
+    admin.add_view(MyWorkView(name=_l("My work"), endpoint="mywork", url="mywork"))
+    admin.app.context_processor(_badge_context)

@@ -1,0 +1,328 @@
+"""Writing and verifying the audit trail (models/audit.py).
+
+Every flush is audited by one session hook, so forms, actions, imports, the CLI and the engine
+all leave the same rows without calling anything. The engine labels its own writes
+(``annotate``) so a firing is one "transition" row, not an anonymous update. Explicit events
+(login, export, confidential view) use ``record_event``.
+
+The chain: rows are appended in ``seq`` order while the single ``audit_head`` row is locked
+(an UPDATE), so two transactions can never both extend the same tip. Each row's hash is
+HMAC-SHA256(AUDIT_KEY, canonical row + previous hash); the key lives in the environment, so
+someone with only database access cannot recompute a valid chain after editing a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app, has_request_context, request
+from flask.cli import AppGroup
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.base import NO_VALUE
+
+from models.audit import AuditEntry, AuditHead
+from models.base import current_actor_id, db, utcnow
+
+NOTES = "pm_audit_notes"
+OLD = "pm_audit_old"  # old values of columns overwritten while expired, read before the flush
+NOW_ACTING = "pm_audit_acting"  # (id, name) of the user an engine call acts for, until commit
+ACTOR = "pm_audit_actor"  # (id, name) for work done outside a request, e.g. the CLI
+SKIP_COLUMNS = {"id", "version", "created_at", "updated_at"}
+GENESIS = "0" * 64
+
+
+def record_type_of(obj: Any) -> str:
+    return type(obj).__tablename__
+
+
+def _audited(obj: Any) -> bool:
+    return getattr(type(obj), "__audit__", True) and not isinstance(obj, AuditEntry | AuditHead)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def _shown(column: sa.Column, value: Any) -> Any:
+    """Masked for sensitive columns (ACC-6): the trail must not become a copy of the secrets."""
+    from security.crypto import EncryptedString, mask
+
+    if value is None:
+        return None
+    if column.info.get("sensitive"):
+        return "***"
+    if isinstance(column.type, EncryptedString):
+        return mask(str(value))
+    return _plain(value)
+
+
+def _changes(obj: Any, kind: str, blind: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    state = sa.inspect(obj)
+    out: dict[str, list[Any]] = {}
+    for attr in state.mapper.column_attrs:
+        if attr.key in SKIP_COLUMNS:
+            continue
+        column = attr.columns[0]
+        if kind == "create":
+            value = getattr(obj, attr.key)
+            if value is not None:
+                out[attr.key] = [None, _shown(column, value)]
+        elif kind == "delete":
+            value = state.attrs[attr.key].loaded_value
+            if value is not None and value is not sa.orm.base.NO_VALUE:
+                out[attr.key] = [_shown(column, value), None]
+        else:
+            hist = state.attrs[attr.key].history
+            if hist.has_changes():
+                old = hist.deleted[0] if hist.deleted else (blind or {}).get(attr.key)
+                new = hist.added[0] if hist.added else None
+                if old != new:
+                    out[attr.key] = [_shown(column, old), _shown(column, new)]
+    return out
+
+
+def annotate(obj: Any, action: str, *, transition: str | None = None,
+             comment: str | None = None, session: Session | None = None) -> None:
+    """Label the next flush's row for ``obj`` (e.g. "transition" instead of "update")."""
+    session = session or db.session()
+    notes = session.info.setdefault(NOTES, {})
+    notes.setdefault(id(obj), (obj, []))[1].append(
+        {"action": action, "transition": transition, "comment": comment})
+
+
+def set_actor(session: Session, actor_id: int | None, name: str) -> None:
+    """Who the CLI or a background job acts as, for rows written outside a request."""
+    session.info[ACTOR] = (actor_id, name)
+
+
+def acting_as(session: Session, staff: Any) -> None:
+    """The engine names the user it acts for, so CLI and background calls are attributed too."""
+    if staff is not None:
+        session.info[NOW_ACTING] = (staff.id, staff.username)
+
+
+@event.listens_for(Session, "after_commit")
+def stop_acting(session: Session) -> None:
+    session.info.pop(NOW_ACTING, None)
+
+
+def _actor(session: Session) -> tuple[int | None, str | None, str | None]:
+    ip = request.remote_addr if has_request_context() else None
+    if NOW_ACTING in session.info:
+        return (*session.info[NOW_ACTING], ip)
+    if has_request_context():
+        from flask_login import current_user
+
+        if getattr(current_user, "is_authenticated", False):
+            return int(current_user.id), current_user.username, request.remote_addr
+        return None, None, request.remote_addr
+    actor_id, name = session.info.get(ACTOR, (current_actor_id(), "system"))
+    return actor_id, name, None
+
+
+@event.listens_for(Session, "before_flush")
+def _read_blind_overwrites(session: Session, flush_context: Any, instances: Any) -> None:
+    """A column assigned while expired (e.g. right after a commit) has no old value in its
+    history; read it before the UPDATE so the trail never claims the field was empty."""
+    for obj in session.dirty:
+        if not _audited(obj):
+            continue
+        state = sa.inspect(obj)
+        blind = [a for a in state.mapper.column_attrs
+                 if a.key not in SKIP_COLUMNS and state.committed_state.get(a.key) is NO_VALUE]
+        if blind and state.key is not None:
+            where = [c == v for c, v in zip(state.mapper.primary_key, state.key[1], strict=True)]
+            row = session.connection().execute(sa.select(*(a.columns[0] for a in blind)).where(*where)).one()
+            session.info.setdefault(OLD, {})[id(obj)] = dict(zip((a.key for a in blind), row, strict=True))
+
+
+@event.listens_for(Session, "after_flush")
+def _audit_flush(session: Session, flush_context: Any) -> None:
+    notes: dict[int, tuple[Any, list[dict]]] = session.info.pop(NOTES, {})
+    blind: dict[int, dict[str, Any]] = session.info.pop(OLD, {})
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for kind, objs in (("create", session.new), ("update", session.dirty), ("delete", session.deleted)):
+        for obj in objs:
+            if not _audited(obj):
+                continue
+            seen.add(id(obj))
+            changes = _changes(obj, kind, blind.get(id(obj)))
+            labels = notes.get(id(obj), (obj, []))[1]
+            if kind == "update" and not changes and not labels:
+                continue
+            for i, label in enumerate(labels or [{"action": kind}]):
+                rows.append(_row(obj, label, changes if i == len(labels or [0]) - 1 else {}))
+    for key, (obj, labels) in notes.items():
+        if key not in seen:
+            rows.extend(_row(obj, label, {}) for label in labels)
+    if rows:
+        append(session.connection(), rows, *_actor(session))
+
+
+def _row(obj: Any, label: dict[str, Any], changes: dict[str, list[Any]]) -> dict[str, Any]:
+    return {
+        "action": label["action"], "record_type": record_type_of(obj),
+        "record_id": sa.inspect(obj).mapper.primary_key_from_instance(obj)[0],
+        "transition": label.get("transition"), "comment": label.get("comment"),
+        "changes": json.dumps(changes, ensure_ascii=False, sort_keys=True) if changes else None,
+    }
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_notes(session: Session) -> None:
+    for key in (NOTES, OLD, NOW_ACTING):
+        session.info.pop(key, None)
+
+
+def record_event(action: str, *, record: Any = None, record_type: str | None = None,
+                 record_id: int | None = None, changes: dict[str, Any] | None = None,
+                 comment: str | None = None, session: Session | None = None,
+                 actor: Any = None) -> None:
+    """Write one explicit event row (login, export, confidential view, setting change) now,
+    inside the caller's transaction: it commits or rolls back with what it describes.
+    ``actor`` names the staff member when no one is signed in yet (a login)."""
+    session = session or db.session()
+    if record is not None:
+        record_type, record_id = record_type_of(record), record.id
+    actor_id, name, ip = _actor(session)
+    if actor is not None:
+        actor_id, name = actor.id, actor.username
+    append(session.connection(), [{
+        "action": action, "record_type": record_type, "record_id": record_id,
+        "transition": None, "comment": comment,
+        "changes": json.dumps(changes, ensure_ascii=False, sort_keys=True) if changes else None,
+    }], actor_id, name, ip)
+
+
+# --- the chain ----------------------------------------------------------------------------
+def _key() -> bytes:
+    return current_app.config["AUDIT_KEY"].encode()
+
+
+def digest_of(changes: str | None) -> str:
+    return hashlib.sha256((changes or "").encode()).hexdigest()
+
+
+def row_hash(key: bytes, row: dict[str, Any], prev_hash: str) -> str:
+    at = row["at"]
+    fields = [row["seq"], at.isoformat() if isinstance(at, datetime) else at, row["actor_id"],
+              row["actor_name"], row["ip"], row["action"], row["record_type"], row["record_id"],
+              row["transition"], row["comment"], row["digest"], prev_hash]
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def ensure_head(connection: sa.Connection) -> None:
+    if connection.execute(sa.select(AuditHead.id).where(AuditHead.id == 1)).first() is None:
+        connection.execute(sa.insert(AuditHead).values(id=1, seq=0, last_hash=GENESIS))
+
+
+def append(connection: sa.Connection, rows: list[dict[str, Any]], actor_id: int | None,
+           actor_name: str | None, ip: str | None) -> None:
+    """Extend the chain by ``rows`` while holding the head row's lock."""
+    head = sa.update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(rows))
+    tip = connection.execute(head.returning(AuditHead.seq, AuditHead.last_hash)).first()
+    if tip is None:
+        ensure_head(connection)
+        tip = connection.execute(head.returning(AuditHead.seq, AuditHead.last_hash)).first()
+    seq, prev = tip[0] - len(rows), tip[1]
+    key, now = _key(), utcnow()
+    values = []
+    for row in rows:
+        seq += 1
+        full = {**row, "seq": seq, "at": now, "actor_id": actor_id,
+                "actor_name": (actor_name or "")[:64] or None, "ip": ip,
+                "digest": digest_of(row["changes"])}
+        full["prev_hash"] = prev
+        full["hash"] = prev = row_hash(key, full, prev)
+        values.append(full)
+    connection.execute(sa.insert(AuditEntry), values)
+    connection.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
+
+
+# --- verification -------------------------------------------------------------------------
+@dataclass
+class Problem:
+    seq: int | None
+    kind: str  # edited | removed | reordered | head
+    detail: str
+
+    def __str__(self) -> str:
+        return f"seq {self.seq}: {self.kind}: {self.detail}"
+
+
+def verify(bind: sa.Engine | sa.Connection, batch: int = 5000) -> tuple[int, list[Problem]]:
+    """Walk the chain in ``seq`` order; report edited, removed or reordered rows."""
+    with Session(bind) as session:
+        return _verify(session, batch)
+
+
+def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
+    key, problems = _key(), []
+    expected_seq, prev, count, last_id = 1, GENESIS, 0, 0
+    while True:
+        entries = session.execute(
+            sa.select(AuditEntry).where(AuditEntry.seq >= expected_seq)
+            .order_by(AuditEntry.seq).limit(batch)).scalars().all()
+        if not entries:
+            break
+        for e in entries:
+            count += 1
+            if e.seq != expected_seq:
+                problems.append(Problem(expected_seq, "removed",
+                                        f"rows {expected_seq}..{e.seq - 1} are missing"))
+                prev = e.prev_hash  # resynchronise so one gap is reported once
+            if e.id < last_id:
+                problems.append(Problem(e.seq, "reordered", "row id runs backwards"))
+            last_id = e.id
+            if e.prev_hash != prev:
+                problems.append(Problem(e.seq, "reordered", "previous hash does not match"))
+            if e.changes is not None and digest_of(e.changes) != e.digest:
+                problems.append(Problem(e.seq, "edited", "changed fields do not match the digest"))
+            fields = {c.key: getattr(e, c.key) for c in sa.inspect(AuditEntry).column_attrs}
+            if not hmac.compare_digest(row_hash(key, fields, e.prev_hash), e.hash):
+                problems.append(Problem(e.seq, "edited", "row hash does not match its content"))
+            prev, expected_seq = e.hash, e.seq + 1
+        session.expunge_all()
+    head = session.get(AuditHead, 1)
+    if head is None:
+        if count:
+            problems.append(Problem(None, "head", "the chain's head row is missing"))
+    elif head.seq != expected_seq - 1 or head.last_hash != prev:
+        problems.append(Problem(head.seq, "removed", "the chain ends before the recorded tip"))
+    return count, problems
+
+
+audit_cli = AppGroup("audit", help="The audit trail.")
+
+
+@audit_cli.command("verify")
+def verify_command() -> None:
+    """Check the hash chain; exit status 1 when any row was edited, removed or reordered."""
+    count, problems = verify(db.engine)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    if problems:
+        click.echo(f"audit trail: {count} rows, {len(problems)} problem(s)", err=True)
+        raise SystemExit(1)
+    click.echo(f"audit trail: {count} rows, chain intact")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(audit_cli)

@@ -1,0 +1,26 @@
+"""CLI of the shared layer: ``flask audit verify`` and ``flask workflow remind``."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from models.base import db
+from workflow import audit, engine
+
+workflow_cli = AppGroup("workflow", help="Workflow engine tasks.")
+
+
+@workflow_cli.command("remind")
+def remind_command() -> None:
+    """Remind approvers of requests waiting longer than the setting (safe to run repeatedly)."""
+    audit.set_actor(db.session(), None, "system")
+    click.echo(f"reminders sent: {engine.remind()}")
+
+
+def init_app(app: Flask) -> None:
+    import models.key_custody  # noqa: F401  (registers the shipped example workflow)
+
+    app.cli.add_command(workflow_cli)
+    audit.init_app(app)
