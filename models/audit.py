@@ -39,8 +39,8 @@ class AuditEntry(db.Model):
     record_type: Mapped[str | None] = mapped_column(sa.String(64))
     record_id: Mapped[int | None] = mapped_column(sa.BigInteger)
     transition: Mapped[str | None] = mapped_column(sa.String(64))
-    # JSON {"field": [old, new]} with sensitive values masked; may be redacted by retention,
-    # which is why the chain covers ``digest`` (the SHA-256 of this text), not the text itself.
+    # JSON {"field": [old, new]} with sensitive values masked. Retention may redact it and the
+    # comment, which is why the chain covers ``digest`` (SHA-256 of both), not the text itself.
     changes: Mapped[str | None] = mapped_column(sa.Text)
     comment: Mapped[str | None] = mapped_column(sa.Text)
     digest: Mapped[str] = mapped_column(sa.String(64))

@@ -348,7 +348,7 @@ def test_wf_audit_deletion_request_signoff_and_delete_rows_name_each_actor(login
         "comment": "同意", "password": PASSWORD})
     trail = [(e.action, e.transition, e.actor_name, e.comment)
              for e in rows(AuditEntry.record_type == "key_custody", AuditEntry.record_id == keys.id)][1:]
-    assert trail == [("request", "delete", "clerk", "录入重复"), ("signoff", "delete", "manager", "✓ 同意"),
+    assert trail == [("request", "delete", "clerk", "录入重复"), ("signoff", "delete", "manager", "✓ [manager] 同意"),
                      ("delete", "delete", "manager", "录入重复")]
     assert "deleted_at" in changes(rows(AuditEntry.action == "delete")[-1])
 

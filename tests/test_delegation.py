@@ -71,7 +71,8 @@ def test_acc_5_delegate_signs_a_managers_deletion_step_on_behalf(app, staff_ids,
     [signoff] = db.session.scalars(sa.select(SignOff).where(SignOff.record_id == keys.id)).all()
     assert (signoff.staff_id, signoff.on_behalf_of_id, signoff.role, signoff.decision) == (
         staff_ids["cs_supervisor"], staff_ids["manager"], "manager", "approve")
-    assert keys.deleted_at is not None and keys.deleted_by_id == staff_ids["cs_clerk"]
+    # deleted_by names who decided (the delegate); the sign-off says on whose behalf
+    assert keys.deleted_at is not None and keys.deleted_by_id == staff_ids["cs_supervisor"]
 
 
 def test_acc_5_manager_still_signs_directly_during_a_delegation(app, staff_ids, db_session):

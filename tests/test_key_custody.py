@@ -200,7 +200,8 @@ def test_wf_key_custody_bulk_action_fires_each_selected_record(db_session, login
         fire(clerk, fresh(keys.id), "check_out", field_current_holder="保洁", field_current_purpose="清洁")
     assert "wf_check_in" in page(clerk, "/admin/key_custody/")
     clerk.post("/admin/key_custody/action/", data={
-        "csrf_token": csrf_token(clerk), "action": "wf_check_in", "rowid": [first.id, second.id]})
+        "csrf_token": csrf_token(clerk), "action": "wf_check_in", "rowid": [first.id, second.id],
+        f"v_{first.id}": fresh(first.id).version, f"v_{second.id}": fresh(second.id).version})
     assert {fresh(first.id).state, fresh(second.id).state} == {"held"}
     finance = login_as("finance")
     response = finance.post("/admin/key_custody/action/", data={

@@ -224,7 +224,7 @@ def kinds(view: SecureModelView) -> list[str]:
 
 def permission_of(kind: str) -> str:
     if kind.startswith("ajax_lookup:"):
-        return "view"
+        return "lookup"
     if kind == "action:delete":
         return "delete"
     if kind.startswith("action:"):
@@ -236,6 +236,8 @@ def allowed(view: SecureModelView, role: str, permission: str) -> bool:
     """The whole screen needs "view"; each endpoint then needs its own permission. A workflow
     step offered as a bulk action is granted by the engine's roles for that transition."""
     perms = view.permissions
+    if permission == "lookup":  # ajax lookups serve form fields: readers who also create or edit
+        return role in perms.get("view", ()) and (role in perms.get("create", ()) or role in perms.get("edit", ()))
     if permission.startswith("action:" + BULK_PREFIX):
         wf = engine.workflow_of(view.model)
         t = wf.transition(permission.split(":", 1)[1][len(BULK_PREFIX):])

@@ -407,7 +407,7 @@ def test_wf_engine_reject_needs_comment_and_tells_requester(keys: KeyCustody, pe
     [told] = notices(clerk)
     assert f"#{keys.id}" in told.subject and "在抽屉里找到了" in told.body
     [row] = audit_rows(keys, "signoff")
-    assert row.comment == "✗ 在抽屉里找到了"
+    assert row.comment == "✗ [cs_supervisor] 在抽屉里找到了"
     assert audit_rows(keys, "transition") == []
 
 
@@ -611,7 +611,7 @@ def test_wf_engine_request_signoff_rows(keys: KeyCustody, people: dict[str, Staf
     engine.decide(keys, people["cs_supervisor"], True, "确认")
     keys = fresh(keys)
     assert [(r.action, r.transition, r.comment) for r in audit_rows(keys)][1:] == [
-        ("request", "report_lost", "找不到了"), ("signoff", "report_lost", "✓ 确认"),
+        ("request", "report_lost", "找不到了"), ("signoff", "report_lost", "✓ [cs_supervisor] 确认"),
         ("transition", "report_lost", "找不到了")]
 
 

@@ -173,6 +173,8 @@ class SecureModelView(RoleGuard, ModelView):
         permission = ENDPOINT_PERMISSION.get(name) or self.extra_endpoints().get(name)
         if permission is None or not self.allowed(permission):
             abort(403)
+        if name == "ajax_lookup" and not (self.allowed("create") or self.allowed("edit")):
+            abort(403)  # lookups serve form fields; they would otherwise list related records
         if name == "action_view" and not self.is_action_allowed(request.form.get("action", "")):
             abort(403)  # Flask-Admin would silently redirect a refused or unknown action
         if name in self.reauth_endpoints:
@@ -188,7 +190,8 @@ class SecureModelView(RoleGuard, ModelView):
 
     def render(self, template: str, **kwargs: Any) -> Any:
         """Details pages get the record's timeline from the audit trail."""
-        if template == self.details_template and kwargs.get("model") is not None:
+        may_see = self.allowed("timeline" if "timeline" in self.permissions else "view")
+        if template == self.details_template and kwargs.get("model") is not None and may_see:
             from views.audit import timeline_for
 
             kwargs.setdefault("timeline", timeline_for(kwargs["model"]))

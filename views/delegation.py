@@ -76,7 +76,7 @@ STATUS_LABELS = {"revoked": _l("Revoked"), "ended": _l("Ended"), "scheduled": _l
 def candidates(me: Staff) -> list[tuple[int, str]]:
     people = db.session.scalars(sa.select(Staff).where(Staff.active.is_(True), Staff.id != me.id)
                                 .order_by(Staff.full_name, Staff.id))
-    return [(s.id, str(s)) for s in people]
+    return [(s.id, str(s)) for s in people if not s.has_role("admin")]  # admins approve nothing
 
 
 class DelegationView(SecureView):
@@ -125,8 +125,11 @@ class DelegationView(SecureView):
             return self.page(form, 400)
         delegate = db.session.get(Staff, form.delegate.data)
         try:
-            row = engine.delegate(current_user, delegate, to_utc(form.starts_at.data),
-                                  to_utc(form.ends_at.data), form.reason.data)
+            try:
+                starts, ends = to_utc(form.starts_at.data), to_utc(form.ends_at.data)
+            except (OverflowError, ValueError):
+                raise DomainError(_l("Enter a date between 2000 and 2100."), "starts_at") from None
+            row = engine.delegate(current_user, delegate, starts, ends, form.reason.data)
             tell_delegate(row, revoked=False)
             db.session.commit()
         except engine.NotAllowed:

@@ -25,6 +25,7 @@ def _uses(view: Any, context: Any, model: KeyCustody, name: str) -> Markup:
 
 
 class KeyCustodyView(WorkflowModelView):
+    reauth_endpoints = frozenset({"export"})  # ACC-5: resident names and key holders
     permissions = {"view": BUSINESS, "create": FRONT_DESK, "edit": FRONT_DESK, "export": SUPERVISORS}
     column_list = ["tag_no", "unit", "resident", "description", "key_count", "state", "current_holder"]
     column_details_list = ["tag_no", "unit", "resident", "description", "key_count", "permitted_use",

@@ -19,7 +19,7 @@ from werkzeug.routing import BuildError
 from models.base import utcnow
 from models.staff import ROLES
 from views.base import SecureView
-from workflow import engine, inbox
+from workflow import inbox
 
 COUNT_CACHE = "pm_mywork_count"
 
@@ -50,8 +50,7 @@ def waiting_for(item: inbox.WorkItem) -> list[str]:
     """What is asked of the user: the step to sign, or the transitions they may fire."""
     if item.kind == "approve":
         t = item.transitions[0]
-        found = engine.current_step(item.record)
-        step = str(found[1].label) if found else ""
+        step = str(item.step.label) if item.step is not None else ""
         return [f"{t.label or t.name}: {step}" if step else str(t.label or t.name)]
     return [str(t.label or t.name) for t in item.transitions]
 

@@ -102,8 +102,9 @@ class ResidentView(SecureModelView):
     """ID numbers: encrypted at rest, masked in lists and exports, searchable by exact number."""
 
     reauth_endpoints = frozenset({"export"})  # ACC-5: exporting personal data
+    # The timeline shows old phone numbers and tenures (ARC-5): front desk only.
     permissions = {"view": FRONT_DESK | {"security", "finance"}, "create": FRONT_DESK,
-                   "edit": FRONT_DESK, "export": SUPERVISORS, "delete": NOBODY}
+                   "edit": FRONT_DESK, "export": SUPERVISORS, "delete": NOBODY, "timeline": FRONT_DESK}
     full_id_roles = SUPERVISORS  # ACC-6: who may see the whole number on the details page
     column_list = ["name", "gender", "phone", "id_number", "native_place"]
     column_details_list = ["name", "gender", "phone", "id_number", "native_place", "household_place",
@@ -182,8 +183,9 @@ class OccupancyView(SecureModelView):
     """REG-2 ownership and occupancy over time; ending one sets its end date, history stays."""
 
     reauth_endpoints = frozenset({"export"})  # ACC-5: exporting personal data
+    # The timeline shows old phone numbers and tenures (ARC-5): front desk only.
     permissions = {"view": FRONT_DESK | {"security", "finance"}, "create": FRONT_DESK,
-                   "edit": FRONT_DESK, "export": SUPERVISORS, "delete": NOBODY}
+                   "edit": FRONT_DESK, "export": SUPERVISORS, "delete": NOBODY, "timeline": FRONT_DESK}
     column_list = ["unit", "resident", "kind", "start_date", "end_date"]
     column_details_list = ["unit", "resident", "kind", "start_date", "end_date", "note", "created_at"]
     column_export_list = ["unit", "resident", "kind", "start_date", "end_date"]

@@ -15,6 +15,7 @@ from typing import Any
 from flask import abort, flash, redirect, request
 from flask_admin import expose
 from flask_admin.contrib.sqla import filters
+from flask_admin.helpers import is_safe_url
 from flask_admin.model.template import BaseListRowAction
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -79,11 +80,12 @@ class TransitionButtons(BaseListRowAction):
     def render(self, context: Any, row_id: str, row: Any) -> Markup:
         from flask_wtf.csrf import generate_csrf
 
-        parts = []
+        # The version this page shows, posted with the bulk-action form: a stale list is refused.
+        parts = [Markup('<input type="hidden" form="action_form" name="v_{}" value="{}">').format(row_id, row.version)]
         for t in engine.available(row, _me(), guards=False):
             label = escape(str(t.label or t.name))
             if not _quick(t):
-                url = self.view.get_url(".details_view", id=row_id, url=request.url) + "#transitions"
+                url = self.view.get_url(".details_view", id=row_id, url=request.full_path) + "#transitions"
                 parts.append(Markup('<a class="btn btn-sm btn-outline-secondary ml-1" href="{}">{}…</a>')
                              .format(url, label))
                 continue
@@ -97,7 +99,7 @@ class TransitionButtons(BaseListRowAction):
                 '<input type="hidden" name="url" value="{url}">'
                 '<button class="btn btn-sm btn-outline-{style}" type="submit">{label}</button></form>').format(
                 action=self.view.get_url(".transition_view"), confirm=confirm, csrf=generate_csrf(),
-                id=row_id, name=t.name, version=row.version, url=request.url,
+                id=row_id, name=t.name, version=row.version, url=request.full_path,
                 style="danger" if t.danger else "primary", label=label))
         return Markup("").join(parts)
 
@@ -139,13 +141,16 @@ class WorkflowModelView(SecureModelView):
 
     def _back(self, record_id: Any) -> Any:
         target = request.form.get("url") or ""
-        if target.startswith("/") and not target.startswith("//"):
+        if target and is_safe_url(target):
             return redirect(target)
         return redirect(self.get_url(".details_view", id=record_id))
 
     def _record(self, form: FlaskForm) -> Any:
         if not form.validate():
-            abort(400)
+            if form.errors.keys() - {"comment", "password"}:
+                abort(400)  # a tampered or CSRF-less post
+            flash(_("The comment is too long (at most 2000 characters). Nothing was saved."), "error")
+            return None
         record = self.get_one(form.id.data)
         if record is None:
             abort(404)
@@ -155,6 +160,8 @@ class WorkflowModelView(SecureModelView):
     def transition_view(self) -> Any:
         form = TransitionForm(request.form)
         record = self._record(form)
+        if record is None:
+            return self._back(form.id.data)
         t = engine.workflow_of(record).transition(form.name.data)
         values = {f: request.form.get(f"field_{f}", "") for f in (t.requires if t else ())}
         try:
@@ -173,6 +180,8 @@ class WorkflowModelView(SecureModelView):
     def decide_view(self) -> Any:
         form = DecisionForm(request.form)
         record = self._record(form)
+        if record is None:
+            return self._back(form.id.data)
         if form.decision.data not in ("approve", "reject"):
             abort(400)
         try:
@@ -190,6 +199,8 @@ class WorkflowModelView(SecureModelView):
         form = DecisionForm(request.form, decision="withdraw")
         form.decision.data = "withdraw"
         record = self._record(form)
+        if record is None:
+            return self._back(form.id.data)
         try:
             engine.withdraw(record, _me(), form.comment.data or "", version=form.version.data)
         except engine.WorkflowError as exc:
@@ -223,7 +234,10 @@ class WorkflowModelView(SecureModelView):
             if record is None:
                 continue
             try:
-                engine.fire(record, name, _me())
+                version = request.form.get(f"v_{record_id}")
+                if not version:
+                    raise engine.NotAllowed(_l("Reload the list and try again."))
+                engine.fire(record, name, _me(), version=version)
                 done += 1
             except engine.WorkflowError as exc:
                 refused.append(f"#{record_id}: {exc}")
@@ -256,6 +270,7 @@ class WorkflowModelView(SecureModelView):
             "wf_can_decide": engine.can_decide(record, me),
             "wf_can_withdraw": bool(pending and record.pending_by_id == me.id),
             "wf_field_label": lambda name: engine.field_label(record, name),
+            "wf_field_max": lambda name: getattr(self.model.__table__.c[name].type, "length", None) or 200,
             "transition_form": TransitionForm(), "decision_form": DecisionForm(),
             "wf_field_input": StringField,
         }

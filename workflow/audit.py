@@ -215,15 +215,17 @@ def _key() -> bytes:
     return current_app.config["AUDIT_KEY"].encode()
 
 
-def digest_of(changes: str | None) -> str:
-    return hashlib.sha256((changes or "").encode()).hexdigest()
+def digest_of(changes: str | None, comment: str | None) -> str:
+    """The free-text part of a row (changed values, comment): the chain covers this digest,
+    so retention can later redact personal data from a row without breaking the chain."""
+    return hashlib.sha256(json.dumps([changes, comment], ensure_ascii=False).encode()).hexdigest()
 
 
 def row_hash(key: bytes, row: dict[str, Any], prev_hash: str) -> str:
     at = row["at"]
     fields = [row["seq"], at.isoformat() if isinstance(at, datetime) else at, row["actor_id"],
               row["actor_name"], row["ip"], row["action"], row["record_type"], row["record_id"],
-              row["transition"], row["comment"], row["digest"], prev_hash]
+              row["transition"], row["digest"], prev_hash]
     canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
@@ -248,7 +250,7 @@ def append(connection: sa.Connection, rows: list[dict[str, Any]], actor_id: int 
         seq += 1
         full = {**row, "seq": seq, "at": now, "actor_id": actor_id,
                 "actor_name": (actor_name or "")[:64] or None, "ip": ip,
-                "digest": digest_of(row["changes"])}
+                "digest": digest_of(row["changes"], row["comment"])}
         full["prev_hash"] = prev
         full["hash"] = prev = row_hash(key, full, prev)
         values.append(full)
@@ -293,8 +295,8 @@ def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
             last_id = e.id
             if e.prev_hash != prev:
                 problems.append(Problem(e.seq, "reordered", "previous hash does not match"))
-            if e.changes is not None and digest_of(e.changes) != e.digest:
-                problems.append(Problem(e.seq, "edited", "changed fields do not match the digest"))
+            if digest_of(e.changes, e.comment) != e.digest:
+                problems.append(Problem(e.seq, "edited", "changes or comment do not match the digest"))
             fields = {c.key: getattr(e, c.key) for c in sa.inspect(AuditEntry).column_attrs}
             if not hmac.compare_digest(row_hash(key, fields, e.prev_hash), e.hash):
                 problems.append(Problem(e.seq, "edited", "row hash does not match its content"))

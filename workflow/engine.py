@@ -9,7 +9,9 @@ version, then write state + sign-off + audit row in one transaction. Views only 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,7 +159,7 @@ class Workflow:
                     f"{self.key}.{t.name}.roles", t.label or t.name, "roles", sorted(t.roles),
                     group=self.label))
             for i, step in enumerate(t.approvals):
-                if step.roles:
+                if step.roles and t.name != DELETE:  # ACC-5 fixes the approver: a manager
                     settings.declare(settings.SettingSpec(
                         f"{self.key}.{t.name}.step{i + 1}.roles", step.label, "roles",
                         sorted(step.roles), group=self.label))
@@ -221,8 +223,8 @@ def roles_for(wf: Workflow, t: Transition) -> set[str]:
 
 def step_roles(wf: Workflow, t: Transition, index: int) -> set[str]:
     step = t.approvals[index]
-    if not step.roles:
-        return set()
+    if not step.roles or t.name == DELETE:
+        return set(step.roles)
     return set(settings.value(f"{wf.key}.{t.name}.step{index + 1}.roles"))
 
 
@@ -261,7 +263,47 @@ def firable_by_role(model: type, user: Staff) -> list[Transition]:
     return [t for t in wf.transitions if not t.system and user.roles & roles_for(wf, t)]
 
 
+_PREFETCH: ContextVar[dict[str, Any] | None] = ContextVar("wf_prefetch", default=None)
+
+
+@contextmanager
+def prefetched(records: list[Any]) -> Iterator[None]:
+    """Read-only pages asking about many records at once ("My work", the badge): sign-offs of
+    every running chain in one query per model and each user's delegations once, not per row."""
+    cache: dict[str, Any] = {"ids": set(), "signoffs": {}, "delegations": {}}
+    by_key: dict[str, list[int]] = {}
+    for record in records:
+        by_key.setdefault(workflow_of(record).key, []).append(record.id)
+    for key, ids in by_key.items():
+        cache["ids"].update((key, i) for i in ids)
+        for row in db.session.scalars(sa.select(SignOff).where(SignOff.record_type == key,
+                                                                SignOff.record_id.in_(ids))
+                                      .order_by(SignOff.at, SignOff.id)):
+            cache["signoffs"].setdefault((key, row.record_id, row.transition, row.round), []).append(row)
+    token = _PREFETCH.set(cache)
+    try:
+        yield
+    finally:
+        _PREFETCH.reset(token)
+
+
+def _delegations_to(user: Staff, now: datetime) -> list[Delegation]:
+    cache = _PREFETCH.get()
+    if cache is not None and user.id in cache["delegations"]:
+        return cache["delegations"][user.id]
+    rows = list(db.session.scalars(sa.select(Delegation).where(
+        Delegation.delegate_id == user.id, Delegation.revoked_at.is_(None),
+        Delegation.starts_at <= now, Delegation.ends_at > now)))
+    if cache is not None:
+        cache["delegations"][user.id] = rows
+    return rows
+
+
 def signoffs(record: Any, *, all_rounds: bool = False) -> list[SignOff]:
+    cache = _PREFETCH.get()
+    key = workflow_of(record).key
+    if cache is not None and not all_rounds and (key, record.id) in cache["ids"]:
+        return list(cache["signoffs"].get((key, record.id, record.pending_transition, record.pending_round), []))
     q = sa.select(SignOff).where(SignOff.record_type == workflow_of(record).key,
                                  SignOff.record_id == record.id)
     if not all_rounds:
@@ -316,8 +358,8 @@ def _signer(record: Any, user: Staff, now: datetime | None = None,
             found: tuple[int, Step] | None = None) -> tuple[str, Staff | None] | None:
     """(capacity, on behalf of) for the current step: directly, or through a delegation."""
     found = found or current_step(record)
-    if found is None or not user.is_active:
-        return None
+    if found is None or not user.is_active or user.has_role("admin"):
+        return None  # REGULATIONS §0: administrators make no business decisions
     index, step = found
     t = workflow_of(record).transition(record.pending_transition)
     rows = signoffs(record)
@@ -326,11 +368,7 @@ def _signer(record: Any, user: Staff, now: datetime | None = None,
     capacity = _capacity(record, t, index, user, rows)
     if capacity:
         return capacity, None
-    now = now or utcnow()
-    delegations = db.session.scalars(sa.select(Delegation).where(
-        Delegation.delegate_id == user.id, Delegation.revoked_at.is_(None),
-        Delegation.starts_at <= now, Delegation.ends_at > now))
-    for d in delegations:
+    for d in _delegations_to(user, now or utcnow()):
         if d.delegator.is_active and (step.allow_self or d.delegator_id != record.pending_by_id) and not any(
                 d.delegator_id in (s.staff_id, s.on_behalf_of_id) for s in rows if s.step == index):
             capacity = _capacity(record, t, index, d.delegator, rows)
@@ -359,9 +397,26 @@ def can_decide(record: Any, user: Staff | None) -> bool:
 
 
 def approvers(record: Any) -> list[Staff]:
-    """Everyone who may sign the current step now (for notices and reminders)."""
-    active = db.session.scalars(sa.select(Staff).where(Staff.active.is_(True))).all()
-    return [s for s in active if can_decide(record, s)]
+    """Everyone who may sign the current step now (for notices and reminders): the holders of
+    the step's roles, department heads, the person a field names and active delegates, each
+    then asked ``can_decide``."""
+    from models.staff import StaffRole
+
+    found = current_step(record)
+    if found is None:
+        return []
+    wf = workflow_of(record)
+    t, (index, step) = wf.transition(record.pending_transition), found
+    now = utcnow()
+    named = getattr(record, step.user_field, None) if step.user_field else None
+    delegates = sa.select(Delegation.delegate_id).where(
+        Delegation.revoked_at.is_(None), Delegation.starts_at <= now, Delegation.ends_at > now)
+    holders = sa.select(StaffRole.staff_id).where(StaffRole.role.in_(step_roles(wf, t, index) or {""}))
+    candidates = db.session.scalars(sa.select(Staff).where(Staff.active.is_(True), sa.or_(
+        Staff.id.in_(holders), Staff.department_head.is_(True), Staff.id == (named or -1),
+        Staff.id.in_(delegates))).order_by(Staff.id)).all()
+    with prefetched([record]):
+        return [s for s in candidates if can_decide(record, s)]
 
 
 # --- the writes ------------------------------------------------------------------------------
@@ -409,14 +464,16 @@ def _flush(record: Any) -> None:
         db.session.flush()
     except (StaleDataError, IntegrityError):
         raise _conflict(record) from None
+    except sa.exc.DataError:
+        db.session.rollback()
+        raise NotAllowed(_l("A value is out of range for the database. Nothing was saved.")) from None
 
 
 def _commit(record: Any) -> None:
+    _flush(record)
     try:
         db.session.commit()
-    except StaleDataError:
-        raise _conflict(record) from None
-    except IntegrityError:
+    except (StaleDataError, IntegrityError):
         raise _conflict(record) from None
 
 
@@ -456,7 +513,12 @@ def _fire(record: Any, name: str, user: Staff | None, comment: str, version: int
     _check_password(t, user, password)
     for key, value in (values or {}).items():
         if key in t.requires and isinstance(value, str):
-            setattr(record, key, value.strip() or None)
+            value = value.strip()
+            limit = getattr(sa.inspect(type(record)).columns[key].type, "length", None)
+            if limit and len(value) > limit:
+                db.session.rollback()
+                raise NotAllowed(_l("%(f)s: at most %(n)s characters.", f=field_label(record, key), n=limit))
+            setattr(record, key, value or None)
     missing = [f for f in t.requires if getattr(record, f, None) in (None, "", [])]
     if t.comment_required and not comment:
         missing.append("comment")
@@ -541,8 +603,9 @@ def _decide(record: Any, user: Staff, approve: bool, comment: str, version: int 
         on_behalf_of_id=on_behalf.id if on_behalf else None, comment=comment or None, at=now)
     db.session.add(sign)
     record.updated_at = now  # bumps the version: two last signers cannot both finish the chain
+    behalf = f"[{capacity} for {on_behalf.username}] " if on_behalf else f"[{capacity}] "
     annotate(record, "signoff", transition=t.name,
-             comment=("✓ " if approve else "✗ ") + (comment or ""))
+             comment=("✓ " if approve else "✗ ") + behalf + (comment or ""))
     requester = record.pending_by
     if not approve:
         outcome = "rejected"
@@ -623,7 +686,7 @@ def delegate(delegator: Staff, delegate_to: Staff, starts_at: datetime, ends_at:
 
     if not delegator.has_role("manager"):
         raise NotAllowed(_l("Only a manager may delegate approvals."))
-    if delegate_to.id == delegator.id or not delegate_to.active:
+    if delegate_to.id == delegator.id or not delegate_to.active or delegate_to.has_role("admin"):
         raise DomainError(_l("Choose another active staff member."), "delegate")
     if ends_at <= starts_at:
         raise DomainError(_l("The end must be after the start."), "ends_at")

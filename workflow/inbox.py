@@ -27,6 +27,7 @@ class WorkItem:
     transitions: list[engine.Transition]
     due_at: datetime | None
     since: datetime | None
+    step: Any = None  # the approval step waiting for this user
 
     @property
     def sort_key(self) -> tuple:
@@ -43,11 +44,14 @@ def my_work(user: Staff, limit: int = 500) -> list[WorkItem]:
         live = (model.deleted_at.is_(None),)
         waiting = db.session.scalars(
             sa.select(model).where(model.pending_transition.is_not(None), *live)
-            .order_by(model.due_at.is_(None), model.due_at, model.pending_since).limit(PER_MODEL))
-        for record in waiting:
-            if engine.can_decide(record, user):
-                t = wf.transition(record.pending_transition)
-                items.append(WorkItem(record, wf, "approve", [t], record.due_at, record.pending_since))
+            .order_by(model.due_at.is_(None), model.due_at, model.pending_since).limit(PER_MODEL)).all()
+        with engine.prefetched(waiting):
+            for record in waiting:
+                if engine.can_decide(record, user):
+                    t = wf.transition(record.pending_transition)
+                    found = engine.current_step(record)
+                    items.append(WorkItem(record, wf, "approve", [t], record.due_at, record.pending_since,
+                                          found[1] if found else None))
         todo = [t for t in engine.firable_by_role(model, user) if t.todo]
         states = {s for t in todo for s in t.source}
         if not states:
