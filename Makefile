@@ -22,7 +22,7 @@ translations: $(VENV)/.installed
 run: $(VENV)/.installed translations
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed --demo --first-run-only
-	$(BIN)/flask run --host 127.0.0.1 --port 5000
+	SWEEP_INTERVAL_SECONDS=60 $(BIN)/flask run --host 127.0.0.1 --port 5000
 
 system-deps:
 	bash scripts/system-deps.sh

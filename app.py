@@ -47,7 +47,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_admin(app: Flask) -> None:
-    from views import audit, delegation, imports, key_custody, mywork, registry, settings, staff
+    from views import (
+        audit,
+        calendar,
+        deadlines,
+        delegation,
+        imports,
+        key_custody,
+        mywork,
+        registry,
+        retention,
+        settings,
+        staff,
+    )
     from views.base import HomeView
 
     admin = Admin(app, name=_l("Property back office"),
@@ -60,6 +72,9 @@ def _init_admin(app: Flask) -> None:
     delegation.register(admin)
     staff.register(admin)
     settings.register(admin)
+    calendar.register(admin)
+    deadlines.register(admin)
+    retention.register(admin)
     audit.register(admin)
 
 

@@ -45,6 +45,8 @@ class Config:
     SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD", "")
     SMTP_SENDER = os.environ.get("SMTP_SENDER", "noreply@localhost")
     SMTP_STARTTLS = os.environ.get("SMTP_STARTTLS", "") == "1"
+    # Time rules: the in-process sweep (deadlines, escalations, reminders); 0 = off (use cron).
+    SWEEP_INTERVAL_SECONDS = float(os.environ.get("SWEEP_INTERVAL_SECONDS", "0"))
     FLASK_ADMIN_SWATCH = "default"
 
 

@@ -1,5 +1,6 @@
 """All models, one module per regulation; importing this registers every table."""
 
+from models import calendar, deadline, retention  # noqa: E402,F401,I001  (time rules: register tables)
 from models.audit import AuditEntry, AuditHead
 from models.base import db
 from models.key_custody import KeyCustody, KeyUse

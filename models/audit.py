@@ -4,6 +4,11 @@ export and confidential view, hash-chained with a key kept outside the database.
 The database itself refuses UPDATE, DELETE (and on PostgreSQL TRUNCATE) of ``audit_entry``
 through triggers created with the table, so neither the app nor a stray SQL console can
 rewrite history; ``flask audit verify`` catches whatever gets past that (e.g. a file edit).
+
+One UPDATE is let through: retention's redaction of a purged record's rows (REGULATIONS §10),
+which empties ``changes`` and ``comment`` and sets the three ``redact*`` columns together,
+leaving every chained column as it was. The seal (an HMAC with the audit key) is what tells
+retention's redaction from someone else's; ``verify`` checks it.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ class AuditEntry(db.Model):
     digest: Mapped[str] = mapped_column(sa.String(64))
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+    # Set together, once, by retention when the record this row describes is purged; the seal is
+    # HMAC(key, seq, hash, batch, time), so a redaction made any other way fails ``verify``.
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    redacted_by_batch: Mapped[int | None] = mapped_column(sa.Integer)
+    redaction_seal: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class AuditHead(db.Model):
@@ -57,15 +67,34 @@ class AuditHead(db.Model):
     last_hash: Mapped[str] = mapped_column(sa.String(64), default="0" * 64)
 
 
+# Columns a redaction must leave exactly as they were (everything but changes, comment, redact*).
+KEPT_BY_REDACTION = ("id", "seq", "at", "actor_id", "actor_name", "ip", "action", "record_type", "record_id",
+                     "transition", "digest", "prev_hash", "hash")
+_SAME = " AND ".join(f"NEW.{c} IS OLD.{c}" for c in KEPT_BY_REDACTION)
+_REDACTION = ("OLD.redacted_at IS NULL AND OLD.redacted_by_batch IS NULL AND OLD.redaction_seal IS NULL"
+              " AND NEW.redacted_at IS NOT NULL AND NEW.redacted_by_batch IS NOT NULL"
+              " AND NEW.redaction_seal IS NOT NULL AND NEW.changes IS NULL AND NEW.comment IS NULL")
+
 SQLITE_GUARDS = [
-    """CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry
+    f"""CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry
+       WHEN NOT ({_REDACTION} AND {_SAME})
        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry
        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
 ]
+_PG_SAME = "({}) IS NOT DISTINCT FROM ({})".format(", ".join(f"NEW.{c}" for c in KEPT_BY_REDACTION),
+                                                    ", ".join(f"OLD.{c}" for c in KEPT_BY_REDACTION))
 POSTGRES_GUARDS = [
-    """CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN RAISE EXCEPTION 'audit_entry is append-only'; END $$""",
+    # TG_OP is tested first, alone: a statement-level (TRUNCATE) call has no OLD/NEW to read.
+    f"""CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF TG_OP = 'UPDATE' THEN
+           IF {_REDACTION} AND {_PG_SAME} THEN
+             RETURN NEW;
+           END IF;
+         END IF;
+         RAISE EXCEPTION 'audit_entry is append-only';
+       END $$""",
     """CREATE TRIGGER audit_entry_no_change BEFORE UPDATE OR DELETE ON audit_entry
        FOR EACH ROW EXECUTE FUNCTION audit_entry_refuse()""",
     """CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry
@@ -100,6 +129,24 @@ POSTGRES_HEAD_GUARDS = [
 def guard_statements(dialect: str) -> list[str]:
     """The DDL that makes ``audit_entry`` append-only on this database (also used by migrations)."""
     return POSTGRES_GUARDS if dialect == "postgresql" else SQLITE_GUARDS
+
+
+def redaction_upgrade_statements(dialect: str) -> list[str]:
+    """For the migration that adds the ``redact*`` columns: swap the old refuse-everything UPDATE
+    guard for the one that lets retention's redaction through (run after adding the columns)."""
+    if dialect == "postgresql":
+        return POSTGRES_GUARDS[:1]  # the triggers call the function by name; replacing it is enough
+    return ["DROP TRIGGER IF EXISTS audit_entry_no_update", SQLITE_GUARDS[0]]
+
+
+def redaction_downgrade_statements(dialect: str) -> list[str]:
+    """The guard as it was before redaction existed (run before dropping the columns)."""
+    if dialect == "postgresql":
+        return ["""CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN RAISE EXCEPTION 'audit_entry is append-only'; END $$"""]
+    return ["DROP TRIGGER IF EXISTS audit_entry_no_update",
+            """CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry
+               BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END"""]
 
 
 def head_guard_statements(dialect: str) -> list[str]:

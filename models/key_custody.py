@@ -49,10 +49,10 @@ class KeyCustody(Tracked, db.Model):
     key_count: Mapped[int] = mapped_column(sa.Integer, default=1)
     permitted_use: Mapped[str | None] = mapped_column(sa.String(200))
     deposited_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    current_holder: Mapped[str | None] = mapped_column(sa.String(64))
-    current_purpose: Mapped[str | None] = mapped_column(sa.String(200))
-    returned_to: Mapped[str | None] = mapped_column(sa.String(64))
-    resident_confirmation: Mapped[str | None] = mapped_column(sa.String(64))
+    current_holder: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
+    current_purpose: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})
+    returned_to: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
+    resident_confirmation: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
     uses: Mapped[list[KeyUse]] = relationship(back_populates="custody", order_by="KeyUse.out_at",
                                               cascade="all, delete-orphan")
 
@@ -97,7 +97,7 @@ class KeyUse(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     custody_id: Mapped[int] = mapped_column(sa.ForeignKey("key_custody.id", ondelete="CASCADE"), index=True)
     custody: Mapped[KeyCustody] = relationship(back_populates="uses")
-    holder: Mapped[str] = mapped_column(sa.String(64))
+    holder: Mapped[str] = mapped_column(sa.String(64), info={"personal": True})
     purpose: Mapped[str] = mapped_column(sa.String(200))
     out_at: Mapped[datetime] = mapped_column(UTCDateTime())
     out_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))

@@ -27,6 +27,9 @@ class Tracked(Timestamped):
     pending_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pending_comment: Mapped[str | None] = mapped_column(sa.Text)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Set by the engine on entering a final state (a state with no way out); retention counts
+    # keeping periods from it ("kept N years from the closing").
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     @declared_attr
     def created_by_id(cls) -> Mapped[int | None]:  # noqa: N805

@@ -25,9 +25,11 @@ def print_logins() -> None:
 @with_appcontext
 def seed(demo: bool, first_run_only: bool) -> None:
     from workflow.audit import set_actor
+    from workflow.retention import seed_policies
 
     set_actor(db.session(), None, "seed")  # who the audit trail names for these rows
     ensure_departments()
+    seed_policies()  # REGULATIONS §10 keeping periods; an admin may change them later
     db.session.commit()
     if not demo:
         click.echo("departments ready")

@@ -37,6 +37,8 @@ from models import (
     VipProfile,
     db,
 )
+from models.calendar import CalendarOverride, CalendarYear
+from models.retention import RetentionPolicy
 from tests.conftest import PASSWORD, ROLE_USERS, csrf_token
 from tests.helpers import (
     NOT_SNAPSHOTTED,
@@ -111,7 +113,16 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
         "security_event": db.session.scalar(sa.select(sa.func.min(SecurityEvent.id))),
         "key_custody": make_key_custody(unit=unit, resident=resident).id,
     }
+    calendar_day = CalendarOverride(estate=estate, day=date(2026, 2, 14), kind="off", reason="园区统一放假")
+    calendar_year = CalendarYear(year=2027, note="国务院办公厅通知")
+    db.session.add_all([calendar_day, calendar_year])
     db.session.flush()
+    ids["calendar"], ids["calendar_year"] = calendar_day.id, calendar_year.id
+    policy = RetentionPolicy(name="钥匙保存期", record_type="key_custody", amount=1, unit="years", anchor="closed",
+                             anchor_field="closed_at", action="purge")
+    db.session.add(policy)
+    db.session.flush()
+    ids["retention_policy"] = policy.id
     ids["audit"] = db.session.scalar(sa.select(sa.func.min(AuditEntry.id)))
     db.session.commit()
     assert all(ids.values()), ids
@@ -131,6 +142,12 @@ CREATE = {
     "vip": lambda ids: {"resident": ids["other_resident"], "birthday": "1985-05-05", "preferences": "",
                         "special_requirements": ""},
     "vip_contact": lambda ids: {"profile": ids["vip"], "summary": "上门拜访"},
+    "calendar": lambda ids: {"estate": ids["estate"], "day": "2026-03-09", "kind": "off", "reason": "年会"},
+    "retention_policy": lambda ids: {"name": "投诉保存期", "record_type": "complaint", "condition": "",
+                                     "amount": "", "unit": "years", "anchor": "closed", "anchor_field": "closed_at",
+                                     "action": "purge", "columns": "", "keep_forever": "y", "active": "y",
+                                     "note": ""},
+    "calendar_year": lambda ids: {"estate": "__None", "year": "2030", "note": "国务院办公厅通知"},
     "key_custody": lambda ids: {"unit": ids["unit"], "resident": ids["resident"], "tag_no": "K-NEW",
                                 "description": "车库钥匙", "key_count": "1", "permitted_use": "",
                                 "deposited_at": "2026-11-20 09:00:00"},
@@ -147,6 +164,12 @@ EDIT = {
                               "start_date": "2024-01-01", "end_date": "2025-01-01", "note": "搬离"},
     "vip": lambda ids: {"resident": ids["resident"], "birthday": "1980-01-01", "preferences": "喜茶",
                         "special_requirements": ""},
+    "calendar": lambda ids: {"estate": ids["estate"], "day": "2026-02-14", "kind": "work", "reason": "改为上班"},
+    "retention_policy": lambda ids: {"name": "钥匙保存期", "record_type": "key_custody",
+                                     "condition": '{"state": ["returned", "lost"]}', "amount": "2", "unit": "years",
+                                     "anchor": "closed", "anchor_field": "closed_at", "require_closed": "y",
+                                     "action": "purge", "columns": "", "active": "y", "note": "延长"},
+    "calendar_year": lambda ids: {"estate": "__None", "year": "2027", "note": "国务院办公厅通知（已核对）"},
     "key_custody": lambda ids: {"unit": ids["unit"], "resident": ids["resident"], "tag_no": "K-A-12-1203",
                                 "description": "入户门钥匙（两把）", "key_count": "2", "permitted_use": "紧急维修",
                                 "deposited_at": "2026-11-20 09:00:00"},

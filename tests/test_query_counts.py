@@ -60,6 +60,9 @@ LIST_TESTS = {
     "security_event": "test_acc_7_security_event_list_query_count_constant",
     "key_custody": "test_wf_key_custody_list_query_count_constant",
     "audit": "test_acc_7_audit_list_query_count_constant",
+    "calendar": "test_cal_override_list_query_count_constant",
+    "calendar_year": "test_cal_year_list_query_count_constant",
+    "retention_policy": "test_ret_policy_list_query_count_constant",
 }
 
 
@@ -235,6 +238,24 @@ def test_wf_key_custody_list_query_count_constant(app, login_as):  # type: ignor
 
 def test_acc_7_audit_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
     assert_list_constant(app, login_as, "audit", full_page=True)
+
+
+def test_cal_override_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    from tests.test_calendar import assert_calendar_list_constant
+
+    assert_calendar_list_constant(app, login_as, "calendar")
+
+
+def test_cal_year_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    from tests.test_calendar import assert_calendar_list_constant
+
+    assert_calendar_list_constant(app, login_as, "calendar_year")
+
+
+def test_ret_policy_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    from tests.test_retention import assert_policy_list_constant
+
+    assert_policy_list_constant(app, login_as)
 
 
 # --- details page of a resident -----------------------------------------------------------------

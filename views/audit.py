@@ -28,6 +28,9 @@ ACTION_LABELS: dict[str, Any] = {
     "update": _l("Changed"),
     "delete": _l("Deleted"),
     "transition": _l("Workflow step"),
+    "purge": _l("Purged under retention"),
+    "anonymise": _l("Anonymised under retention"),
+    "retention_approve": _l("Purge approved"),
     "request": _l("Approval requested"),
     "signoff": _l("Signed off"),
     "withdraw": _l("Request withdrawn"),
@@ -174,9 +177,10 @@ class AuditEntryView(SecureModelView):
     column_list = ["seq", "at", "actor_name", "ip", "action", "record_type", "record_id", "transition",
                    "comment", "changes"]
     column_details_list = ["seq", "at", "actor_id", "actor_name", "ip", "action", "record_type",
-                           "record_id", "transition", "comment", "changes", "digest", "prev_hash", "hash"]
+                           "record_id", "transition", "comment", "changes", "digest", "prev_hash", "hash",
+                           "redacted_at", "redacted_by_batch", "redaction_seal"]
     column_export_list = ["seq", "at", "actor_id", "actor_name", "ip", "action", "record_type",
-                          "record_id", "transition", "comment", "changes", "hash"]
+                          "record_id", "transition", "comment", "changes", "hash", "redacted_at", "redacted_by_batch"]
     form_columns: list[str] = []
     column_filters = [ACTION_FILTER, ACTOR_FILTER, RECORD_TYPE_FILTER, RECORD_ID_FILTER, AFTER_FILTER,
                       BEFORE_FILTER]
@@ -188,7 +192,8 @@ class AuditEntryView(SecureModelView):
         "ip": _l("IP address"), "action": _l("Action"), "record_type": _l("Record type"),
         "record_id": _l("Record ID"), "transition": _l("Step"), "comment": _l("Comment"),
         "changes": _l("Changes"), "digest": _l("Digest of changes"), "prev_hash": _l("Previous hash"),
-        "hash": _l("Hash"),
+        "hash": _l("Hash"), "redacted_at": _l("Redacted at"), "redacted_by_batch": _l("Redacted by batch"),
+        "redaction_seal": _l("Redaction seal"),
     }
     column_formatters = {"action": _action, "transition": _transition, "changes": _changes_list,
                          "comment": _comment, "record_type": _record_type}

@@ -32,7 +32,7 @@ from workflow import engine
 
 WORKFLOW_COLUMNS = {"state", "due_at", "pending_transition", "pending_since", "pending_round",
                     "pending_reminded_at", "pending_comment", "pending_by", "pending_by_id",
-                    "created_by", "created_by_id", "deleted_at", "deleted_by_id"}
+                    "created_by", "created_by_id", "deleted_at", "deleted_by_id", "closed_at"}
 BULK_PREFIX = "wf_"
 
 

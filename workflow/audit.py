@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -230,6 +230,39 @@ def row_hash(key: bytes, row: dict[str, Any], prev_hash: str) -> str:
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
+def redaction_seal(key: bytes, seq: int, row_hash_: str, batch_id: int, at: datetime) -> str:
+    """What proves a redaction was retention's: binds the row (seq, hash), batch and time."""
+    canonical = json.dumps(["redacted", seq, row_hash_, batch_id, at.astimezone(UTC).isoformat()],
+                           separators=(",", ":"))
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def redact(connection: sa.Connection, record_type: str, record_ids: list[int], batch_id: int,
+           at: datetime | None = None) -> int:
+    """Empty ``changes`` and ``comment`` of the rows about purged records (REGULATIONS §10).
+
+    The only UPDATE the database guard lets through: the free text goes, the chained columns
+    (and so the digest the chain covers) stay, and the sealed marker says who did it. Rows
+    already redacted are left alone. Returns how many rows were redacted.
+    """
+    if not record_ids:
+        return 0
+    key, at = _key(), at or utcnow()
+    table, redacted = AuditEntry.__table__, 0
+    statement = (sa.update(table).where(table.c.id == sa.bindparam("row_id"))
+                 .values(changes=None, comment=None, redacted_at=at, redacted_by_batch=batch_id,
+                         redaction_seal=sa.bindparam("seal")))
+    for start in range(0, len(record_ids), 2000):
+        found = connection.execute(sa.select(table.c.id, table.c.seq, table.c.hash).where(
+            table.c.record_type == record_type, table.c.record_id.in_(record_ids[start:start + 2000]),
+            table.c.redacted_at.is_(None))).all()
+        if found:
+            connection.execute(statement, [{"row_id": i, "seal": redaction_seal(key, seq, h, batch_id, at)}
+                                           for i, seq, h in found])
+            redacted += len(found)
+    return redacted
+
+
 def ensure_head(connection: sa.Connection) -> None:
     if connection.execute(sa.select(AuditHead.id).where(AuditHead.id == 1)).first() is None:
         connection.execute(sa.insert(AuditHead).values(id=1, seq=0, last_hash=GENESIS))
@@ -295,7 +328,10 @@ def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
             last_id = e.id
             if e.prev_hash != prev:
                 problems.append(Problem(e.seq, "reordered", "previous hash does not match"))
-            if digest_of(e.changes, e.comment) != e.digest:
+            if e.redacted_at is not None or e.redacted_by_batch is not None or e.redaction_seal is not None:
+                if not _sealed(key, e):
+                    problems.append(Problem(e.seq, "edited", "redacted, but not by retention"))
+            elif digest_of(e.changes, e.comment) != e.digest:
                 problems.append(Problem(e.seq, "edited", "changes or comment do not match the digest"))
             fields = {c.key: getattr(e, c.key) for c in sa.inspect(AuditEntry).column_attrs}
             if not hmac.compare_digest(row_hash(key, fields, e.prev_hash), e.hash):
@@ -309,6 +345,15 @@ def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
     elif head.seq != expected_seq - 1 or head.last_hash != prev:
         problems.append(Problem(head.seq, "removed", "the chain ends before the recorded tip"))
     return count, problems
+
+
+def _sealed(key: bytes, e: AuditEntry) -> bool:
+    """A redacted row passes when its text is gone and its seal is retention's: the digest can no
+    longer be recomputed, but the chained hash still covers it."""
+    if e.changes is not None or e.comment is not None or None in (e.redacted_at, e.redacted_by_batch):
+        return False
+    expected = redaction_seal(key, e.seq, e.hash, e.redacted_by_batch, e.redacted_at)
+    return hmac.compare_digest(expected, e.redaction_seal or "")
 
 
 audit_cli = AppGroup("audit", help="The audit trail.")

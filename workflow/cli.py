@@ -21,6 +21,9 @@ def remind_command() -> None:
 
 def init_app(app: Flask) -> None:
     import models.key_custody  # noqa: F401  (registers the shipped example workflow)
+    from workflow import retention, sweep
 
     app.cli.add_command(workflow_cli)
     audit.init_app(app)
+    sweep.init_app(app)
+    retention.init_app(app)

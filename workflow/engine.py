@@ -137,9 +137,11 @@ class Workflow:
     """States and transitions of one regulation record; validated when the model is defined."""
 
     def __init__(self, label: Any, states: dict[str, Any], initial: str,
-                 transitions: list[Transition], *, delete_roles: Iterable[str] = ()) -> None:
+                 transitions: list[Transition], *, delete_roles: Iterable[str] = (),
+                 deadlines: Iterable[Any] = ()) -> None:
         self.label, self.states, self.initial = label, dict(states), initial
         self.transitions = list(transitions)
+        self.deadlines = list(deadlines)  # workflow.deadlines.Deadline: the time limits (REGULATIONS §11)
         if delete_roles:  # ACC-5: deleting is a request a manager approves, then a soft delete
             self.transitions.append(Transition(
                 DELETE, tuple(self.states), STAY, frozenset(delete_roles), label=_l("Request deletion"),
@@ -148,6 +150,9 @@ class Workflow:
                 effect=_soft_delete))
         self.model: Any = None
         self.key = ""
+        # Final states: no human transition leads out of them (the delete request aside).
+        self.final_states = {s for s in self.states
+                             if not any(s in t.source for t in self.transitions if t.name != DELETE)}
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.model, self.key = owner, owner.__tablename__
@@ -163,6 +168,8 @@ class Workflow:
                     settings.declare(settings.SettingSpec(
                         f"{self.key}.{t.name}.step{i + 1}.roles", step.label, "roles",
                         sorted(step.roles), group=self.label))
+        for deadline in self.deadlines:
+            deadline.declare(self)  # its duration becomes a setting: <key>.deadline.<name>
 
     def validate(self) -> None:
         """One initial state, declared endpoints, unique names, every state reachable."""
@@ -192,6 +199,8 @@ class Workflow:
                         reached.add(nxt)
                         frontier.append(nxt)
         problems += [f"state {s!r} cannot be reached" for s in self.states if s not in reached]
+        for deadline in self.deadlines:
+            problems += deadline.problems(self)
         if problems:
             raise TypeError(f"workflow of {self.key}: " + "; ".join(problems))
 
@@ -555,6 +564,8 @@ def _apply(record: Any, t: Transition, firing: Firing) -> None:
              comment=firing.comment or None)
     if t.target != STAY:
         record.state = t.target
+        wf = workflow_of(record)
+        record.closed_at = firing.at if t.target in wf.final_states else None
     record.updated_at = firing.at  # always an UPDATE, so the version check always runs
     if t.effect is not None:
         t.effect(record, firing)
@@ -767,7 +778,7 @@ def _end_engine_writes(session: sa.orm.Session) -> None:
 
 
 PROTECTED = ("state", "pending_transition", "pending_by_id", "pending_round", "pending_since",
-             "pending_comment", "deleted_at", "deleted_by_id")
+             "pending_comment", "deleted_at", "deleted_by_id", "closed_at")
 
 
 def _engine_writes(record: Any) -> None:
