@@ -50,8 +50,10 @@ def _init_admin(app: Flask) -> None:
     from views import (
         audit,
         calendar,
+        complaints,
         deadlines,
         delegation,
+        help_requests,
         imports,
         key_custody,
         mywork,
@@ -59,6 +61,8 @@ def _init_admin(app: Flask) -> None:
         retention,
         settings,
         staff,
+        statistics,
+        visits,
     )
     from views.base import HomeView
 
@@ -68,6 +72,10 @@ def _init_admin(app: Flask) -> None:
     mywork.register(admin)
     registry.register(admin)
     key_custody.register(admin)
+    help_requests.register(admin)
+    complaints.register(admin)
+    visits.register(admin)
+    statistics.register(admin)
     imports.register(admin)
     delegation.register(admin)
     staff.register(admin)

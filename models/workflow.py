@@ -17,7 +17,13 @@ class Tracked(Timestamped):
 
     ``state`` is protected: only the engine writes it, never a form. ``pending_*`` describe an
     approval chain in progress; ``deleted_at`` is the soft delete after an approved request.
+    Ids are never reused (AUTOINCREMENT on SQLite too): after a purge, a new record must not
+    inherit the purged one's audit trail, tombstone or legal hold, which name it by id.
     """
+
+    @declared_attr.directive
+    def __table_args__(cls) -> dict[str, object]:
+        return {"sqlite_autoincrement": True}
 
     state: Mapped[str] = mapped_column(sa.String(32), index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

@@ -118,4 +118,7 @@ def seed_demo() -> list[tuple[str, str]]:
         if head is not None and not head.department_head:
             head.department_head = True
     db.session.commit()
+    __import__("seed.demo_complaints").demo_complaints.seed_complaints()  # CMP: four weeks of complaints
+    __import__("seed.demo_help_requests").demo_help_requests.seed_help_requests()  # HLP: help register, repairs
+    __import__("seed.demo_visits").demo_visits.seed_visits()  # VIS: follow-ups (after complaints and repairs)
     return staff

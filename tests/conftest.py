@@ -21,6 +21,8 @@ from security import accounts
 from seed.demo import ensure_departments
 from workflow.audit import ensure_head
 
+pytest_plugins = ["tests.browser_support"]
+
 PASSWORD = "Correct-Horse-42"
 ROLE_USERS = {
     "admin": "admin", "manager": "manager", "cs_supervisor": "supervisor", "cs_clerk": "clerk",

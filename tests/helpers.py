@@ -82,3 +82,60 @@ def make_key_custody(**overrides: Any) -> Any:
     db.session.add(keys)
     db.session.flush()
     return keys
+
+
+def make_help_request(**overrides: Any) -> Any:
+    """A general help request (everyday help) just received at the desk (state "received")."""
+    from models.help_requests import HelpRequest
+
+    values = {"category": "daily", "caller": "张三", "caller_phone": "13800138000",
+              "description": "门禁卡失灵，请帮忙开门"} | overrides
+    request = HelpRequest(**values)
+    db.session.add(request)
+    db.session.flush()
+    return request
+
+
+def make_repair_order(**overrides: Any) -> Any:
+    """An ordinary repair work order opened at the desk without a help request (state "open")."""
+    from models.repairs import RepairOrder
+
+    order = RepairOrder(**({"fault": "厨房水龙头漏水", "location": "A-12-1203 厨房"} | overrides))
+    db.session.add(order)
+    db.session.flush()
+    return order
+
+
+def make_complaint(**overrides: Any) -> Any:
+    """A complete, read-back complaint form about a unit (state "received", minor, valid)."""
+    from datetime import UTC, datetime
+
+    from models.complaints import Complaint
+
+    unit = overrides.pop("unit", None) or make_unit()
+    values = {"channel": "phone", "complainant_name": "张三", "contact_phone": "13800138000",
+              "occurred_at": datetime(2026, 11, 20, 1, 0, tzinfo=UTC), "location": "A栋大堂",
+              "subject": "保洁班组", "description": "大堂地面连续三天未清洁", "demand": "当天清洁并说明原因",
+              "category": "cleaning", "severity": "minor", "read_back_confirmed": True} | overrides
+    complaint = Complaint(unit=unit, **values)
+    db.session.add(complaint)
+    db.session.flush()
+    return complaint
+
+
+def make_visit(**overrides: Any) -> Any:
+    """A draft opinion-survey visit by phone, made by the manager an hour ago (state "draft")."""
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from models.staff import Staff
+    from models.visits import Visit
+
+    if "visitor" not in overrides and "visitor_id" not in overrides:
+        overrides["visitor"] = db.session.scalar(sa.select(Staff).where(Staff.username == "manager"))
+    values = {"kind": "survey", "method": "phone", "visited_at": utcnow() - timedelta(hours=1),
+              "person_visited": "张三", "opinion": "对保洁服务满意", "satisfied": True} | overrides
+    visit = Visit(**values)
+    db.session.add(visit)
+    db.session.flush()
+    return visit

@@ -430,3 +430,23 @@ def test_acc_5_audit_export_needs_the_password_and_is_logged(admin) -> None:
     assert "$argon2" not in body
     [exported] = rows(AuditEntry.action == "export")
     assert exported.actor_name == "admin" and "audit" in exported.comment
+
+
+def test_wf_audit_timeline_shows_times_in_beijing_and_hides_engine_counters(app: Flask, db_session) -> None:
+    """A changed time reads as the screens show times (Asia/Shanghai), not as stored UTC text; the
+    engine's round counter is bookkeeping, not a change a reader needs."""
+    from datetime import UTC, datetime
+
+    from views.audit import change_rows
+
+    keys = make_key_custody(deposited_at=datetime(2026, 11, 20, 1, 0, tzinfo=UTC))
+    db.session.commit()
+    keys.deposited_at = datetime(2026, 11, 21, 2, 30, tzinfo=UTC)
+    db.session.commit()
+    created, changed = db.session.scalars(sa.select(AuditEntry).where(
+        AuditEntry.record_type == "key_custody", AuditEntry.record_id == keys.id).order_by(AuditEntry.seq))
+    with app.test_request_context():
+        rows = change_rows(changed)
+        assert [(old, new) for field, old, new in rows if "2026" in new] == [
+            ("2026-11-20 09:00", "2026-11-21 10:30")]
+        assert not any("pending_round" in field for field, _, _ in change_rows(created))

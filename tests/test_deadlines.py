@@ -243,11 +243,66 @@ def test_dl_months_unit_is_a_whole_number_setting_cmp_sla_4(bind: Any) -> None:
 @pytest.mark.parametrize("bad", [
     {"unit": "weeks"}, {"met_by": {"nowhere"}}, {"met_by": set()}, {"escalate": "return_keys"},
     {"start": "state:nowhere"}, {"start": "no_such_column"}, {"remind_before": 9}, {"amount": 0},
-    {"department": "kitchen"},
+    {"department": "kitchen"}, {"watch": ("no_such_column",)}, {"until": "no_such_column"},
+    {"until": "deposited_at", "unit": "working_days"},
 ])
 def test_dl_bad_declaration_refused_at_definition(bind: Any, bad: dict[str, Any]) -> None:
     with pytest.raises(TypeError):
         bind(timed(handle(**bad)))
+
+
+# --- conditional clocks and the record's own due time ------------------------------------------------------
+def _major(**kw: Any) -> Deadline:
+    """CMP-SLA-1 shape: runs only while the record is "major" (here: three keys or more)."""
+    return handle(when=lambda k: (k.key_count or 0) >= 3, watch=("key_count",), **kw)
+
+
+def _set(record: KeyCustody, **values: Any) -> KeyCustody:
+    record = fresh(record)
+    for name, value in values.items():
+        setattr(record, name, value)
+    db.session.commit()
+    return record
+
+
+def test_dl_when_clock_runs_only_while_it_applies_cmp_sla_1(bind: Any) -> None:
+    """A clock declared ``when=`` starts when its condition starts to hold (an escalation to major),
+    is cancelled when it stops holding, and starts a new round when it holds again."""
+    bind(timed(_major()))
+    keys = new_keys(key_count=1)
+    assert clock(keys) is None and fresh(keys).due_at is None
+    _set(keys, key_count=3)
+    first = clock(keys)
+    assert first.is_open and first.start_at == fresh(keys).created_at and fresh(keys).due_at == first.due_at
+    _set(keys, key_count=2)
+    assert (clock(keys).is_open, clock(keys).cancelled_at is not None) == (False, True)
+    assert fresh(keys).due_at is None
+    _set(keys, key_count=5)
+    again = clock(keys)
+    assert again.is_open and again.cancelled_at is None and fresh(keys).due_at == again.due_at
+
+
+def test_dl_when_clock_met_or_closed_is_not_revived_cmp_sla_1(bind: Any, people: dict[str, Staff]) -> None:
+    bind(timed(_major()))
+    keys = new_keys(key_count=3)
+    fire(keys, "return_keys", people["cs_clerk"])
+    met = clock(keys).met_at
+    _set(keys, key_count=1)
+    _set(keys, key_count=4)
+    assert (clock(keys).is_open, clock(keys).met_at) == (False, met)
+    assert fresh(keys).due_at is None
+
+
+def test_dl_until_field_is_the_due_time_cmp_sla_3(bind: Any) -> None:
+    """CMP-SLA-3: handled within 2 days, or by the resident's reasonable deadline when one is given."""
+    bind(timed(handle(amount=2, unit="days", until="deposited_at")))
+    asked = datetime(2031, 5, 6, 18, 0, tzinfo=SHANGHAI)
+    keys = new_keys(deposited_at=asked)
+    assert clock(keys).due_at == asked.astimezone(UTC) and fresh(keys).due_at == asked.astimezone(UTC)
+    later = datetime(2031, 5, 9, 12, 0, tzinfo=SHANGHAI)
+    _set(keys, deposited_at=later)
+    assert clock(keys).due_at == later.astimezone(UTC)
+    assert clock(keys).is_open and clock(keys).start_at == fresh(keys).created_at
 
 
 # --- the Overdue screen -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the base workflow view renders the engine's answers and sends every click back t
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -60,6 +61,8 @@ def test_wf_key_custody_deposit_through_the_form_starts_held(db_session, login_a
     keys = db.session.scalar(sa.select(KeyCustody).where(KeyCustody.tag_no == "K-001"))
     assert keys.state == "held"  # a posted status is ignored: the status is the engine's
     assert keys.created_by.username == "clerk"
+    # typed in Beijing time, kept in UTC
+    assert keys.deposited_at == datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
     assert audit_actions(keys.id) == [("create", None)]
 
 

@@ -44,11 +44,15 @@ from tests.helpers import (
     NOT_SNAPSHOTTED,
     data_rows,
     make_building,
+    make_complaint,
     make_estate,
+    make_help_request,
     make_key_custody,
     make_occupancy,
+    make_repair_order,
     make_resident,
     make_unit,
+    make_visit,
     valid_id,
 )
 from views.base import HomeView, SecureModelView, SecureView
@@ -112,6 +116,7 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
         "role_change": db.session.scalar(sa.select(sa.func.min(RoleChange.id))),
         "security_event": db.session.scalar(sa.select(sa.func.min(SecurityEvent.id))),
         "key_custody": make_key_custody(unit=unit, resident=resident).id,
+        "visit": make_visit(unit=unit).id,
     }
     calendar_day = CalendarOverride(estate=estate, day=date(2026, 2, 14), kind="off", reason="园区统一放假")
     calendar_year = CalendarYear(year=2027, note="国务院办公厅通知")
@@ -123,6 +128,9 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
     db.session.add(policy)
     db.session.flush()
     ids["retention_policy"] = policy.id
+    ids["help_request"] = make_help_request(unit=unit).id  # HLP: a general request, just received
+    ids["repair_order"] = make_repair_order(unit=unit).id
+    ids["complaint"] = make_complaint(unit=unit, resident=resident).id  # CMP: received, minor
     ids["audit"] = db.session.scalar(sa.select(sa.func.min(AuditEntry.id)))
     db.session.commit()
     assert all(ids.values()), ids
@@ -151,6 +159,17 @@ CREATE = {
     "key_custody": lambda ids: {"unit": ids["unit"], "resident": ids["resident"], "tag_no": "K-NEW",
                                 "description": "车库钥匙", "key_count": "1", "permitted_use": "",
                                 "deposited_at": "2026-11-20 09:00:00"},
+    "help_request": lambda ids: {"category": "daily", "caller": "王五", "caller_phone": "13700137000",
+                                 "description": "钥匙锁在家里", "received_at": "2026-11-20 09:00:00"},
+    "repair_order": lambda ids: {"unit": ids["unit"], "fault": "楼道灯不亮", "location": "A栋12楼",
+                                 "reported_at": "2026-11-20 09:00:00"},
+    "visit": lambda ids: {"kind": "survey", "unit": ids["unit"], "method": "phone", "visited_at": "2026-11-20 09:00",
+                          "visitor": ids["staff"], "person_visited": "王五", "opinion": "满意", "satisfied": "y"},
+    "complaint": lambda ids: {"received_at": "2026-11-20 09:00:00", "channel": "phone", "unit": ids["unit"],
+                              "complainant_name": "王五", "contact_phone": "13700137000",
+                              "occurred_at": "2026-11-19 20:00:00", "location": "A栋大堂", "subject": "保洁班组",
+                              "description": "大堂积水", "demand": "尽快清理", "category": "cleaning",
+                              "severity": "minor", "about_property": "y", "read_back_confirmed": "y"},
     "staff": lambda ids: {"username": "newhire", "full_name": "新同事", "department": "cs",
                           "roles": "cs_clerk", "password": "Another-Strong-Pass-7"},
 }
@@ -173,6 +192,18 @@ EDIT = {
     "key_custody": lambda ids: {"unit": ids["unit"], "resident": ids["resident"], "tag_no": "K-A-12-1203",
                                 "description": "入户门钥匙（两把）", "key_count": "2", "permitted_use": "紧急维修",
                                 "deposited_at": "2026-11-20 09:00:00"},
+    "help_request": lambda ids: {"category": "daily", "caller": "张三", "caller_phone": "13800138000",
+                                 "description": "门禁卡失灵（已核实）", "received_at": "2026-11-20 09:00:00"},
+    "repair_order": lambda ids: {"unit": ids["unit"], "fault": "厨房水龙头漏水（总阀）", "location": "A-12-1203 厨房",
+                                 "reported_at": "2026-11-20 09:00:00", "materials": "生料带"},
+    "visit": lambda ids: {"kind": "survey", "unit": ids["unit"], "method": "phone", "visited_at": "2026-11-20 10:00",
+                          "visitor": ids["staff"], "person_visited": "张三", "opinion": "建议增加绿化"},
+    "complaint": lambda ids: {"received_at": "2026-11-20 09:00:00", "channel": "visit", "unit": ids["unit"],
+                              "complainant_name": "张三", "contact_phone": "13800138000",
+                              "occurred_at": "2026-11-20 01:00:00", "location": "A栋大堂", "subject": "保洁班组",
+                              "description": "大堂地面连续三天未清洁（已核实）", "demand": "当天清洁",
+                              "category": "cleaning", "severity": "minor", "about_property": "y",
+                              "read_back_confirmed": "y"},
     "staff": lambda ids: {"full_name": "改名 测试", "department": "cs", "roles": "cs_clerk", "active": "1"},
 }
 # Actions with a visible effect: which table gains a row when the action runs.

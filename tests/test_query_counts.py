@@ -36,9 +36,11 @@ from models import (
     VipProfile,
     db,
 )
+from models.visits import Visit
 from security import accounts
 from seed.people import make_person
 from tests.conftest import PASSWORD, ROLE_USERS
+from tests.helpers import make_complaint, make_help_request, make_repair_order
 from views.base import SecureModelView
 
 SMALL, LARGE = 5, 40
@@ -59,10 +61,14 @@ LIST_TESTS = {
     "role_change": "test_acc_4_role_change_list_query_count_constant",
     "security_event": "test_acc_7_security_event_list_query_count_constant",
     "key_custody": "test_wf_key_custody_list_query_count_constant",
+    "visit": "test_vis_visit_list_query_count_constant",
     "audit": "test_acc_7_audit_list_query_count_constant",
     "calendar": "test_cal_override_list_query_count_constant",
     "calendar_year": "test_cal_year_list_query_count_constant",
     "retention_policy": "test_ret_policy_list_query_count_constant",
+    "help_request": "test_hlp_1_help_request_list_query_count_constant",
+    "repair_order": "test_hlp_7_repair_order_list_query_count_constant",
+    "complaint": "test_cmp_1_complaint_list_query_count_constant",
 }
 
 
@@ -115,7 +121,7 @@ def grow(app: Flask, start: int, stop: int) -> None:
         admin = db.session.scalar(sa.select(Staff).where(Staff.username == ROLE_USERS["admin"]))
         departments = list(db.session.scalars(sa.select(Department).order_by(Department.id)))
         roles = sorted(ROLE_USERS)
-        owners = []
+        owners, work = [], []
         for i in range(start, stop):
             estate = Estate(code=f"e{i}", name=f"小区{i}", kind="residential", address=f"路 {i} 号")
             building = Building(estate=estate, code="A", name=f"A栋{i}", floors=30)
@@ -136,18 +142,32 @@ def grow(app: Flask, start: int, stop: int) -> None:
                 VipCommunication(profile=profile, summary=f"回访 {i}", staff_id=admin.id),
                 VipCommunication(profile=profile, summary=f"生日问候 {i}", staff_id=admin.id),
             ])
-            accounts.create_staff(f"user{i}", f"员工 {i}", PASSWORD, {roles[i % len(roles)],
-                                                                    roles[(i + 3) % len(roles)]},
-                                  department_key=departments[i % len(departments)].key, actor=admin)
+            member = accounts.create_staff(f"user{i}", f"员工 {i}", PASSWORD, {roles[i % len(roles)],
+                                                                             roles[(i + 3) % len(roles)]},
+                                           department_key=departments[i % len(departments)].key, actor=admin)
             db.session.add(SecurityEvent(kind="login_failed", username=f"user{i}", ip=f"10.0.0.{i}",
                                          detail="wrong password"))
             owners.append(owner)
             db.session.add(KeyCustody(unit=unit, resident=owner, tag_no=f"K{i}", description=f"钥匙 {i}"))
+            db.session.add(Visit(kind="survey", unit=unit, visitor=member, person_visited=f"住户{i}", opinion="满意"))
+            work.append((make_complaint(unit=unit, department=departments[i % len(departments)],
+                                        severity=("minor", "important", "major")[i % 3]),
+                          COMPLAINT_STATES[i % len(COMPLAINT_STATES)]))
+            request = make_help_request(unit=unit, category=("daily", "enquiry", "medical")[i % 3],
+                                        enquiry_mode="oral" if i % 3 == 1 else None)
+            work.append((request, ("received", "referred")[i % 2]))
+            work.append((make_repair_order(unit=unit, assignee=member if i % 2 else None), ("open", "assigned")[i % 2]))
         db.session.flush()
+        for record, state in work:  # open work in every state, as if the engine had moved it there
+            table = type(record).__table__
+            db.session.execute(sa.update(table).where(table.c.id == record.id).values(state=state))
         for i, owner in enumerate(owners, start):
             if i % 4 == 0:  # every 4th: keeps the change history under one page of 100 at 40 cells
                 owner.phone = f"139{i:08d}"  # written to the change history by before_flush
         db.session.commit()
+
+
+COMPLAINT_STATES = ("received", "dispatched", "accepted", "handled", "told")  # the open ones: in "My work"
 
 
 def rows_shown(page: str, view: SecureModelView) -> int:
@@ -236,6 +256,10 @@ def test_wf_key_custody_list_query_count_constant(app, login_as):  # type: ignor
     assert_list_constant(app, login_as, "key_custody")
 
 
+def test_vis_visit_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "visit")
+
+
 def test_acc_7_audit_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
     assert_list_constant(app, login_as, "audit", full_page=True)
 
@@ -256,6 +280,18 @@ def test_ret_policy_list_query_count_constant(app, login_as):  # type: ignore[no
     from tests.test_retention import assert_policy_list_constant
 
     assert_policy_list_constant(app, login_as)
+
+
+def test_hlp_1_help_request_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    from tests.test_repairs import assert_help_list_constant
+
+    assert_help_list_constant(app, login_as, "help_request")
+
+
+def test_hlp_7_repair_order_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    from tests.test_repairs import assert_help_list_constant
+
+    assert_help_list_constant(app, login_as, "repair_order")
 
 
 # --- details page of a resident -----------------------------------------------------------------
@@ -289,3 +325,9 @@ def test_reg_3_resident_details_query_count_constant(app, login_as):  # type: ig
     assert counts[LARGE] == counts[SMALL], (
         f"resident details: statements grow with the occupancies (N+1): "
         f"{SMALL} {counts[SMALL]}, {LARGE} {counts[LARGE]}")
+
+
+def test_cmp_1_complaint_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    from tests.test_complaints import assert_complaint_list_constant
+
+    assert_complaint_list_constant(app, login_as)

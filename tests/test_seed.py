@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from models import Estate, KeyCustody, KeyUse, Occupancy, Resident, Staff, Unit, db
+from models import Estate, Occupancy, Resident, Staff, Unit, db
 from models.staff import ROLES
 
 
@@ -39,15 +39,21 @@ def test_acc_1_demo_has_one_account_per_role(runner, db_session) -> None:
     assert roles == set(ROLES)
 
 
+def _leans_on(table: sa.Table, name: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether ``table`` refers to ``name`` through its foreign keys, directly or further down."""
+    targets = {fk.column.table for fk in table.foreign_keys} - {table}
+    return any(t.name == name or (t.name not in seen and _leans_on(t, name, seen | {table.name}))
+               for t in targets)
+
+
 def test_seed_first_run_only_leaves_deleted_demo_data_alone(runner, app, db_session) -> None:
     Path(app.instance_path, ".demo-seeded").unlink(missing_ok=True)
     assert runner.invoke(args=["seed", "--demo", "--first-run-only"]).exit_code == 0
     count = db.session.scalar(sa.select(sa.func.count()).select_from(Unit))
     assert count > 0
-    db.session.execute(sa.delete(KeyUse))
-    db.session.execute(sa.delete(KeyCustody))
-    db.session.execute(sa.delete(Occupancy))
-    db.session.execute(sa.delete(Unit))
+    for table in reversed(db.metadata.sorted_tables):  # units and every row that leans on them
+        if table.name == "unit" or _leans_on(table, "unit"):
+            db.session.execute(sa.delete(table))
     db.session.commit()  # the firm deleted the demo units; a restart must not bring them back
     count = 0
     again = runner.invoke(args=["seed", "--demo", "--first-run-only"])

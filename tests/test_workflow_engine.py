@@ -147,6 +147,27 @@ def test_wf_engine_guard_false_or_message(bind: Bind, people: dict[str, Staff], 
     assert engine.may_fire(record, record.workflow.transition("go"), people["cs_clerk"], guards=False)
 
 
+def test_wf_engine_guard_may_ask_who_acts(bind: Bind, people: dict[str, Staff]) -> None:
+    """A guard taking (record, user) sees the person firing, on the button list and on fire: e.g. only
+    someone of the department the record was dispatched to signs its receipt (CMP-4)."""
+    seen: list[Any] = []
+
+    def same_department(record: Any, user: Staff | None) -> Any:
+        seen.append(user)
+        return None if user is not None and user.username == people["cs_supervisor"].username \
+            else "Only the supervisor's department."
+
+    bind(Workflow("Guarded", {"a": "A", "b": "B"}, "a", [
+        T("go", "a", "b", {"cs_clerk", "cs_supervisor"}, guard=same_department)]))
+    record = new_keys()
+    go = record.workflow.transition("go")
+    assert not engine.may_fire(record, go, people["cs_clerk"]) and engine.may_fire(record, go, people["cs_supervisor"])
+    with pytest.raises(engine.NotAllowed, match="supervisor's department"):
+        engine.fire(record, "go", people["cs_clerk"])
+    assert engine.fire(fresh(record), "go", people["cs_supervisor"]) == "done"
+    assert people["cs_clerk"] in seen and people["cs_supervisor"] in seen
+
+
 def test_wf_engine_missing_required_fields_listed(keys: KeyCustody, people: dict[str, Staff]) -> None:
     before = written()
     with pytest.raises(engine.MissingFields) as missing:

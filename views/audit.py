@@ -7,6 +7,8 @@ only reads; exporting the trail needs the admin's password again (ACC-5) and is 
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from models import db
 from models.audit import AuditEntry, AuditHead
 from views.base import SecureModelView
 from views.roles import ADMIN
+from views.templating import localtime
 from workflow.engine import WORKFLOWS
 
 # Every ``action`` the trail holds: data writes (the session hook and the engine's labels) and
@@ -41,6 +44,8 @@ ACTION_LABELS: dict[str, Any] = {
     "login_throttled": _l("Sign-in blocked (too many failures)"),
     "logout": _l("Signed out"),
     "export": _l("Export"),
+    "print": _l("Printed"),
+    "download": _l("File downloaded"),
     "confidential_view": _l("Confidential record viewed"),
     "reauth": _l("Password re-entered"),
     "reauth_failed": _l("Wrong password re-entered"),
@@ -71,9 +76,15 @@ def transition_label(entry: AuditEntry) -> str:
     return str(t.label or t.name) if t is not None else entry.transition
 
 
+UTC_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?\+00:00$")
+BOOKKEEPING = {"pending_round", "version"}  # the engine's counters: nothing a reader needs
+
+
 def _text(value: Any, limit: int | None) -> str:
     if value is None or value == "":
         return EMPTY
+    if isinstance(value, str) and UTC_TEXT.match(value):  # a time the hook stored as UTC ISO text
+        return localtime(datetime.fromisoformat(value))
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
@@ -103,6 +114,8 @@ def change_rows(entry: AuditEntry, view: Any = None, limit: int | None = LONG) -
     wf = WORKFLOWS.get(entry.record_type or "")
     rows = []
     for field, pair in sorted(data.items()):
+        if field in BOOKKEEPING:
+            continue
         old, new = pair if isinstance(pair, list) and len(pair) == 2 else (None, pair)
         if field == "state" and wf is not None:  # the state's label, as the record's screen shows it
             old, new = (wf.state_label(v) if v else v for v in (old, new))

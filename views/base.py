@@ -25,6 +25,7 @@ from models import db
 from models.validators import DomainError
 from security.accounts import log_event
 from security.auth import recently_reauthenticated
+from views.fields import ModelConverter
 from views.templating import localtime
 
 # Which permission each Flask-Admin endpoint needs. An endpoint not listed is refused.
@@ -43,6 +44,11 @@ ENDPOINT_PERMISSION = {
 
 def _local(view: Any, value: datetime, name: str = "") -> str:
     return localtime(value)
+
+
+def _yes_no(view: Any, value: bool, name: str = "") -> str:
+    """Details pages and exports say 是/否, not Python's True/False."""
+    return _("Yes") if value else _("No")
 
 
 def has_any_role(roles: set[str] | frozenset[str]) -> bool:
@@ -114,14 +120,15 @@ class SecureModelView(RoleGuard, ModelView):
     """Model screens with explicit column allow-lists and role checks on every endpoint."""
 
     form_base_class = SecureForm
+    model_form_converter = ModelConverter  # UTC times typed and shown in the site's zone
     column_editable_list: ClassVar[list[str]] = []  # status-like columns are never inline-edited
     can_view_details = True
     details_template = "admin/record/details.html"
     page_size = 50
     can_set_page_size = True
     column_type_formatters = {datetime: _local, **typefmt.BASE_FORMATTERS}
-    column_type_formatters_export = {datetime: _local, **typefmt.EXPORT_FORMATTERS}
-    column_type_formatters_detail = {datetime: _local, **typefmt.DETAIL_FORMATTERS}
+    column_type_formatters_export = {datetime: _local, bool: _yes_no, **typefmt.EXPORT_FORMATTERS}
+    column_type_formatters_detail = {datetime: _local, bool: _yes_no, **typefmt.DETAIL_FORMATTERS}
     reauth_endpoints: ClassVar[frozenset[str]] = frozenset()  # ACC-5: e.g. export of personal data
     required_lists = ("column_list", "column_details_list", "form_columns", "column_export_list")
 

@@ -120,6 +120,10 @@ class WorkflowModelView(SecureModelView):
         formatters = dict(self.column_formatters or {})
         formatters.setdefault("state", self._state_formatter)
         self.column_formatters = formatters
+        if self.column_formatters_detail is not None:  # else details fall back to the list's formatters
+            detail = dict(self.column_formatters_detail)
+            detail.setdefault("state", self._state_formatter)
+            self.column_formatters_detail = detail
 
     @staticmethod
     def _state_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:

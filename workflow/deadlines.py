@@ -10,6 +10,7 @@ The record's ``due_at`` is its soonest open clock, so "My work" and lists sort b
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -44,7 +45,11 @@ class Deadline:
     ``remind_before``: an amount in the deadline's unit, or a timedelta. ``site``: attribute path
     to the estate id whose working calendar counts. The responsible person is the record's
     ``assignee_field`` or its creator; the department is ``department`` (a key), the record's
-    ``department_field``, or the responsible person's."""
+    ``department_field``, or the responsible person's. ``when``: a predicate on the record; the
+    clock runs only while it holds (e.g. CMP-SLA-1 only for major complaints), re-checked whenever
+    the state or a ``watch`` field changes: a clock that stops applying is cancelled, one that starts
+    applying starts from ``start``. ``until``: a datetime attribute that, when filled, is the due time
+    itself (e.g. the resident's reasonable deadline, CMP-SLA-3); not for working-day clocks."""
 
     name: str
     label: Any
@@ -58,10 +63,21 @@ class Deadline:
     department: str | None = None
     department_field: str = "department_id"
     assignee_field: str = "assignee_id"
+    when: Callable[[Any], bool] | None = None
+    watch: tuple[str, ...] = ()
+    until: str | None = None
 
     def __post_init__(self) -> None:
         met = [self.met_by] if isinstance(self.met_by, str) else self.met_by
         object.__setattr__(self, "met_by", frozenset(met))
+        object.__setattr__(self, "watch", (self.watch,) if isinstance(self.watch, str) else tuple(self.watch))
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        return (*self.watch, self.until) if self.until else self.watch
+
+    def applies(self, record: Any) -> bool:
+        return self.when is None or bool(self.when(record))
 
     @property
     def start_state(self) -> str | None:
@@ -95,6 +111,10 @@ class Deadline:
                 out.append(f"{where}: escalate must name a system transition")
         if isinstance(self.remind_before, int) and not 0 < self.remind_before < self.amount:
             out.append(f"{where}: remind_before must be between 0 and the amount")
+        if self.until is not None and self.unit == "working_days":
+            out.append(f"{where}: until cannot be used with working days (a calendar change recomputes them)")
+        out += [f"{where}: the record has no attribute {f!r}" for f in self.watched
+                if wf.model is not None and not hasattr(wf.model, f)]
         if self.department is not None and self.department not in DEPARTMENTS:
             out.append(f"{where}: unknown department {self.department!r}")
         return out
@@ -218,7 +238,8 @@ def _plan(session: Session, obj: Any, wf: Workflow, now: datetime, cache: dict) 
                                if n["action"] == "transition"}
     moved_start = {d.name for d in wf.deadlines if d.start_state is None and (new or _changed(obj, d.start))}
     people = any(_changed(obj, f) for d in wf.deadlines for f in (d.department_field, d.assignee_field))
-    if not (new or entered or fired or moved_start or people or _changed(obj, "deleted_at")):
+    watched = {d.name for d in wf.deadlines if not new and any(_changed(obj, f) for f in d.watched)}
+    if not (new or entered or fired or moved_start or people or watched or _changed(obj, "deleted_at")):
         return None
     at = obj.updated_at if not new and _changed(obj, "updated_at") and obj.updated_at else now
     existing = {} if new else {r.name: dict(r._mapping) for r in session.execute(
@@ -228,7 +249,8 @@ def _plan(session: Session, obj: Any, wf: Workflow, now: datetime, cache: dict) 
     for d in wf.deadlines:
         row = existing.get(d.name)
         values = _clock_change(session, obj, wf, d, row, state=state, entered=entered, fired=fired,
-                               moved=d.name in moved_start, closing=closing, at=at, now=now, cache=cache)
+                               moved=d.name in moved_start, closing=closing, at=at, now=now, cache=cache,
+                               rechecked=entered or d.name in watched)
         if values is None and people and row is not None and row["is_open"]:
             values = _people(session, obj, d, row, cache)  # the record names someone else now
         if values is None and row is not None and row["is_open"] and entered \
@@ -248,7 +270,7 @@ def _plan(session: Session, obj: Any, wf: Workflow, now: datetime, cache: dict) 
 
 def _clock_change(session: Session, obj: Any, wf: Workflow, d: Deadline, row: dict | None, *, state: str,
                   entered: bool, fired: set[str], moved: bool, closing: bool, at: datetime, now: datetime,
-                  cache: dict) -> dict[str, Any] | None:
+                  cache: dict, rechecked: bool = False) -> dict[str, Any] | None:
     """The columns to write for one clock (all of them for a new clock), or None."""
     is_open = bool(row and row["is_open"])
     if is_open and ((entered and state in d.met_by) or fired & d.met_by):
@@ -258,6 +280,14 @@ def _clock_change(session: Session, obj: Any, wf: Workflow, d: Deadline, row: di
         return {"is_open": False, "cancelled_at": at}
     if closing or (entered and state in d.met_by):
         return None
+    if not d.applies(obj):
+        return {"is_open": False, "cancelled_at": at} if is_open else None
+    if rechecked and row is not None and not is_open and d.start_state is None and row["met_at"] is None \
+            and obj.deleted_at is None and state not in wf.final_states and state not in d.met_by:
+        start = _start_value(obj, d.start)  # stopped applying earlier, applies again: a new round
+        return _fresh(session, obj, wf, d, start, now, cache) if start is not None else None
+    if is_open and d.until and _changed(obj, d.until):
+        return _until_values(obj, d, row, now)
     if d.start_state is not None:
         if not (entered and state == d.start_state):
             return None
@@ -271,18 +301,31 @@ def _clock_change(session: Session, obj: Any, wf: Workflow, d: Deadline, row: di
     if moved:
         if start is None:
             return {"is_open": False, "cancelled_at": at}
-        return {"start_at": start, **moved_values(row, d, start, now)}
+        return {"start_at": start, **moved_values(row, d, start, now, obj)}
     return None
 
 
-def moved_values(row: dict[str, Any], d: Deadline, start: datetime, now: datetime) -> dict[str, Any]:
-    return shifted(schedule(d, start, row["amount"], row["site_id"]), now)
+def moved_values(row: dict[str, Any], d: Deadline, start: datetime, now: datetime,
+                 obj: Any = None) -> dict[str, Any]:
+    plan = schedule(d, start, row["amount"], row["site_id"])
+    explicit = getattr(obj, d.until, None) if obj is not None and d.until else None
+    if explicit is not None:
+        plan = Schedule(plan.amount, explicit, None, False)
+    return shifted(plan, now)
+
+
+def _until_values(obj: Any, d: Deadline, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The record's own due time (``until``) was filled, changed or cleared."""
+    return moved_values(row, d, row["start_at"], now, obj)
 
 
 def _fresh(session: Session, obj: Any, wf: Workflow, d: Deadline, start: datetime, now: datetime,
            cache: dict) -> dict[str, Any]:
     site = _path(obj, d.site) if d.site else None
     plan = schedule(d, start, settings.value(d.setting_key(wf)), site)
+    explicit = getattr(obj, d.until, None) if d.until else None
+    if explicit is not None:
+        plan = Schedule(plan.amount, explicit, None, False)
     department, responsible = _responsibility(session, obj, d, cache)
     return {"name": d.name, "unit": d.unit, "amount": plan.amount, "start_at": start, "due_at": plan.due_at,
             "remind_at": plan.remind_at, "is_open": True, "met_at": None, "cancelled_at": None,

@@ -9,6 +9,8 @@ version, then write state + sign-off + audit row in one transaction. Views only 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -72,7 +74,7 @@ class Conflict(WorkflowError):
 
 
 # --- declarations --------------------------------------------------------------------------
-Guard = Callable[[Any], Any]  # returns None/True to allow, False or a message to refuse
+Guard = Callable[..., Any]  # guard(record) or guard(record, user): None/True allows, False or a message refuses
 Effect = Callable[[Any, "Firing"], None]
 
 
@@ -138,8 +140,11 @@ class Workflow:
 
     def __init__(self, label: Any, states: dict[str, Any], initial: str,
                  transitions: list[Transition], *, delete_roles: Iterable[str] = (),
-                 deadlines: Iterable[Any] = ()) -> None:
+                 deadlines: Iterable[Any] = (), preload: Iterable[str] = ()) -> None:
         self.label, self.states, self.initial = label, dict(states), initial
+        # Relationships the guards read ("visitor.role_rows"): "My work" loads them for all its
+        # candidates at once instead of one lazy load per record and guard.
+        self.preload = tuple(preload)
         self.transitions = list(transitions)
         self.deadlines = list(deadlines)  # workflow.deadlines.Deadline: the time limits (REGULATIONS §11)
         if delete_roles:  # ACC-5: deleting is a request a manager approves, then a soft delete
@@ -237,10 +242,16 @@ def step_roles(wf: Workflow, t: Transition, index: int) -> set[str]:
     return set(settings.value(f"{wf.key}.{t.name}.step{index + 1}.roles"))
 
 
-def _guard_message(t: Transition, record: Any) -> Any | None:
+@functools.cache
+def _wants_user(guard: Guard) -> bool:
+    """Guards about who acts (e.g. "someone of the record's department") take the user too."""
+    return len(inspect.signature(guard).parameters) >= 2
+
+
+def _guard_message(t: Transition, record: Any, user: Staff | None) -> Any | None:
     if t.guard is None:
         return None
-    verdict = t.guard(record)
+    verdict = t.guard(record, user) if _wants_user(t.guard) else t.guard(record)
     if verdict is None or verdict is True:
         return None
     return _l("Not possible now.") if verdict is False else verdict
@@ -256,7 +267,7 @@ def may_fire(record: Any, t: Transition, user: Staff | None, *, guards: bool = T
         return False
     if not guards or any(getattr(record, f, None) in (None, "", []) for f in t.requires):
         return True  # a guard about fields still to be typed is checked when the step is fired
-    return _guard_message(t, record) is None
+    return _guard_message(t, record, user) is None
 
 
 def available(record: Any, user: Staff | None, *, guards: bool = True) -> list[Transition]:
@@ -534,7 +545,7 @@ def _fire(record: Any, name: str, user: Staff | None, comment: str, version: int
     if missing:
         db.session.rollback()
         raise MissingFields(missing, [field_label(record, f) for f in missing])
-    refusal = _guard_message(t, record)
+    refusal = _guard_message(t, record, user)
     if refusal is not None:
         db.session.rollback()
         raise NotAllowed(refusal)

@@ -58,6 +58,7 @@ def my_work(user: Staff, limit: int = 500) -> list[WorkItem]:
             continue
         open_records = db.session.scalars(
             sa.select(model).where(model.state.in_(states), model.pending_transition.is_(None), *live)
+            .options(*preloads(wf))
             .order_by(model.due_at.is_(None), model.due_at, model.updated_at).limit(PER_MODEL))
         for record in open_records:
             ready = [t for t in todo if engine.may_fire(record, t, user)]
@@ -65,6 +66,19 @@ def my_work(user: Staff, limit: int = 500) -> list[WorkItem]:
                 items.append(WorkItem(record, wf, "transition", ready, record.due_at, record.updated_at))
     items.sort(key=lambda item: item.sort_key)
     return items[:limit]
+
+
+def preloads(wf: engine.Workflow) -> list[Any]:
+    """selectinload options for the workflow's declared ``preload`` paths ("visitor.role_rows")."""
+    options = []
+    for path in wf.preload:
+        owner, option = wf.model, None
+        for name in path.split("."):
+            attr = getattr(owner, name)
+            option = sa.orm.selectinload(attr) if option is None else option.selectinload(attr)
+            owner = attr.property.mapper.class_
+        options.append(option)
+    return options
 
 
 def count(user: Staff) -> int:

@@ -30,7 +30,7 @@ from flask import Flask, current_app
 from flask_babel import lazy_gettext as _l
 
 from models.base import db, utcnow
-from models.retention import LegalHold, RetentionPolicy, Tombstone
+from models.retention import OPEN_BATCH_STATES, LegalHold, RetentionBatch, RetentionPolicy, Tombstone
 from models.staff import Staff
 from models.validators import DomainError
 
@@ -227,9 +227,13 @@ def due(policy: RetentionPolicy, now: datetime | None = None, *, ignore_batch: i
         query = query.where(sa.false() if not kept else sa.not_(sa.and_(*kept)))  # unknown column: keep all
     # Already anonymised, or listed in an open batch. (A purged record is gone; should its id be
     # reused by a new record, that record is a different one and must not be excluded.)
-    t = Tombstone.__table__
-    pending = t.c.outcome.is_(None) if ignore_batch is None else sa.and_(t.c.outcome.is_(None),
-                                                                         t.c.batch_id != ignore_batch)
+    # A pending tombstone counts only while its batch is open: a cancelled batch's tombstones are
+    # completed in short transactions after the batch itself, and must not hold records meanwhile.
+    t, b = Tombstone.__table__, RetentionBatch.__table__
+    open_batches = sa.select(b.c.id).where(b.c.state.in_(OPEN_BATCH_STATES))
+    if ignore_batch is not None:
+        open_batches = open_batches.where(b.c.id != ignore_batch)
+    pending = sa.and_(t.c.outcome.is_(None), t.c.batch_id.in_(open_batches))
     query = query.where(~held(table, table.c.id), ~sa.exists().where(
         t.c.record_type == table.name, t.c.record_id == table.c.id, sa.or_(t.c.outcome == "anonymised", pending)))
     result.query = query.order_by(table.c.id)

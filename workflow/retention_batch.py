@@ -65,8 +65,9 @@ def list_batch(policy: RetentionPolicy, user: Staff | None, now: datetime | None
     batch_id = batch.id
     db.session.commit()
     # Short transactions again; "listing" keeps the batch from being approved half-written.
-    for start in range(0, len(rows), LIST_CHUNK):
-        db.session.execute(sa.insert(Tombstone), [{"batch_id": batch_id, **r} for r in rows[start:start + LIST_CHUNK]])
+    for start in range(0, len(rows), LIST_CHUNK):  # Core executemany: no ORM bookkeeping per row
+        db.session.execute(sa.insert(Tombstone.__table__),
+                           [{"batch_id": batch_id, **r} for r in rows[start:start + LIST_CHUNK]])
         db.session.commit()
     batch = db.session.get(RetentionBatch, batch_id)
     batch.state = "listed"
@@ -90,8 +91,9 @@ def approve(batch: RetentionBatch, user: Staff | None, password: str | None) -> 
         db.session.commit()
         raise DomainError(_l("The password is not correct."), "password")
     now = utcnow()
+    # The tombstones get the approver as the run (or a cancellation) completes them, chunk by chunk:
+    # stamping a million of them here would hold the write lock for seconds.
     batch.state, batch.approved_by_id, batch.approved_at = "approved", user.id, now
-    db.session.execute(sa.update(Tombstone).where(Tombstone.batch_id == batch.id).values(approved_by_id=user.id))
     log_event("retention_approve", staff=user, detail=f"retention batch {batch.id}")
     db.session.commit()
 
@@ -104,9 +106,20 @@ def cancel(batch: RetentionBatch, user: Staff | None) -> None:
     if batch.state not in ("listing", "listed", "approved"):
         raise DomainError(_l("Only a batch that has not started can be cancelled."))
     batch.state, batch.finished_at = "cancelled", utcnow()
-    db.session.execute(sa.update(Tombstone).where(Tombstone.batch_id == batch.id, Tombstone.outcome.is_(None))
-                       .values(outcome="cancelled"))
+    batch_id, approver = batch.id, batch.approved_by_id
     db.session.commit()
+    # Then its pending tombstones, in short transactions. Once the batch is cancelled they no
+    # longer keep their records from being listed (``due`` counts only open batches), so an
+    # interruption here leaves nothing stuck.
+    t = Tombstone.__table__
+    while True:
+        pending = (sa.select(t.c.id).where(t.c.batch_id == batch_id, t.c.outcome.is_(None))
+                   .order_by(t.c.record_id).limit(LIST_CHUNK))
+        marked = db.session.execute(sa.update(t).where(t.c.id.in_(pending.scalar_subquery()))
+                                    .values(outcome="cancelled", approved_by_id=approver))
+        db.session.commit()
+        if marked.rowcount < LIST_CHUNK:
+            break
 
 
 def run_batch(batch_id: int, *, max_chunks: int | None = None, chunk: int = CHUNK,
@@ -150,8 +163,11 @@ def _run_chunk(batch_id: int, size: int, now: datetime | None) -> bool:
     batch = session.get(RetentionBatch, batch_id)
     policy = batch.policy
     t = Tombstone.__table__
-    ids = list(session.scalars(sa.select(t.c.record_id).where(t.c.batch_id == batch_id, t.c.outcome.is_(None))
-                               .order_by(t.c.record_id).limit(size)))
+    # ix_tombstone_pending: the next ``size`` pending tombstones without passing the done ones.
+    stones = dict(session.execute(sa.select(t.c.record_id, t.c.id).where(t.c.batch_id == batch_id,
+                                                                          t.c.outcome.is_(None))
+                                  .order_by(t.c.record_id).limit(size)).all())
+    ids = list(stones)
     if not ids:
         batch.state, batch.finished_at = "done", moment
         session.commit()
@@ -171,17 +187,20 @@ def _run_chunk(batch_id: int, size: int, now: datetime | None) -> bool:
         if policy.action == "anonymise":
             _anonymise(tree, policy, moment)
         else:
+            files = _attachments(tree)  # go with their owners (models.attachment); named here first
             _delete(tree)
+            tree.append(("attachment", files))
         for record_type, record_ids in tree:
-            audit.redact(session.connection(), record_type, record_ids, batch_id, moment)
+            if record_ids:
+                audit.redact(session.connection(), record_type, record_ids, batch_id, moment)
     outcome = "anonymised" if policy.action == "anonymise" else "purged"
     groups: dict[str, list[int]] = {outcome: done}
     for i in rest:
         groups.setdefault(outcomes[i], []).append(i)
     for name, which in groups.items():
-        for part in _parts(which):
-            session.execute(sa.update(t).where(t.c.batch_id == batch_id, t.c.record_id.in_(part))
-                            .values(outcome=name, purged_at=moment if name == outcome else None))
+        for part in _parts([stones[i] for i in which]):  # by primary key: no scan of the batch
+            session.execute(sa.update(t).where(t.c.id.in_(part)).values(
+                outcome=name, purged_at=moment if name == outcome else None, approved_by_id=batch.approved_by_id))
     session.execute(sa.update(b).where(b.c.id == batch_id).values(
         done_count=b.c.done_count + len(done), skipped_count=b.c.skipped_count + len(rest)))
     audit.record_event(policy.action, record_type="retention_batch", record_id=batch_id, session=session,
@@ -189,6 +208,19 @@ def _run_chunk(batch_id: int, size: int, now: datetime | None) -> bool:
                                 "skipped": {str(i): outcomes[i] for i in rest}})
     session.commit()
     return False
+
+
+def _attachments(tree: list[tuple[str, list[int]]]) -> list[int]:
+    """Ids of the files attached to the purged rows: their audit rows hold file names, redacted too."""
+    from models.attachment import OWNER_TYPES, Attachment
+
+    ids: list[int] = []
+    for record_type, record_ids in tree:
+        if record_type in OWNER_TYPES:
+            for part in _parts(record_ids):
+                ids += db.session.scalars(sa.select(Attachment.id).where(
+                    Attachment.record_type == record_type, Attachment.record_id.in_(part)))
+    return ids
 
 
 def _tree(table: sa.Table, ids: list[int], depth: int = 0) -> list[tuple[str, list[int]]]:

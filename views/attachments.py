@@ -1,0 +1,70 @@
+"""Download of stored attachments: only for someone who may see the record that owns the file.
+
+The owner's screen decides, exactly as it does for its details page: the user needs the view's
+``view`` permission and the record must be one the view would show (its ``get_one`` applies the
+view's scope and hides soft-deleted records). Downloads of personal documents (signatures,
+scans) are written to the audit trail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, abort, current_app, redirect, request, send_file, url_for
+from flask_login import current_user
+
+from models import db
+from models.attachment import KINDS, Attachment
+from views.base import SecureModelView
+from workflow.audit import record_event
+
+bp = Blueprint("attachments", __name__)
+
+
+def owner_views(record_type: str) -> list[SecureModelView]:
+    return [v for admin in current_app.extensions.get("admin", []) for v in admin._views
+            if isinstance(v, SecureModelView) and getattr(v.model, "__tablename__", None) == record_type]
+
+
+def may_view_owner(row: Attachment) -> int | None:
+    """None if the user may see the owning record; otherwise the HTTP status to refuse with."""
+    views = owner_views(row.record_type)
+    allowed = [v for v in views if v.allowed("view")]
+    if not views:
+        return 404
+    if not allowed:
+        return 403
+    return None if any(v.get_one(row.record_id) is not None for v in allowed) else 404
+
+
+@bp.route("/attachments/<int:attachment_id>")
+def download(attachment_id: int) -> Any:
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    row = db.session.get(Attachment, attachment_id) if 0 < attachment_id < 2**63 else None
+    if row is None:
+        abort(404)
+    refusal = may_view_owner(row)
+    if refusal is not None:
+        abort(refusal)
+    try:
+        path = row.file()
+    except FileNotFoundError:
+        abort(404)
+    if not path.is_file():
+        abort(404)
+    kind = KINDS.get(row.kind)
+    if kind is None or kind.personal:
+        record_event("download", record_type=row.record_type, record_id=row.record_id,
+                     comment=f"attachment #{row.id} ({row.kind})")
+        db.session.commit()
+    response = send_file(path, mimetype=row.content_type, as_attachment=True,
+                         download_name=row.original_filename, conditional=False, max_age=0)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def register(app: Flask) -> None:
+    if "attachments" not in app.blueprints:
+        app.register_blueprint(bp)
