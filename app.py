@@ -58,10 +58,12 @@ def _init_admin(app: Flask) -> None:
         key_custody,
         mywork,
         registry,
+        renovation,
         retention,
         settings,
         staff,
         statistics,
+        violations,
         visits,
     )
     from views.base import HomeView
@@ -76,6 +78,8 @@ def _init_admin(app: Flask) -> None:
     complaints.register(admin)
     visits.register(admin)
     statistics.register(admin)
+    renovation.register(admin)
+    violations.register(admin)
     imports.register(admin)
     delegation.register(admin)
     staff.register(admin)

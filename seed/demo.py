@@ -121,4 +121,6 @@ def seed_demo() -> list[tuple[str, str]]:
     __import__("seed.demo_complaints").demo_complaints.seed_complaints()  # CMP: four weeks of complaints
     __import__("seed.demo_help_requests").demo_help_requests.seed_help_requests()  # HLP: help register, repairs
     __import__("seed.demo_visits").demo_visits.seed_visits()  # VIS: follow-ups (after complaints and repairs)
+    __import__("seed.demo_violations").demo_violations.seed_violations()  # VIO: violations in every state
+    __import__("seed.demo_renovation").demo_renovation.seed_renovations()  # REN: renovations in every state
     return staff

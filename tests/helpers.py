@@ -139,3 +139,68 @@ def make_visit(**overrides: Any) -> Any:
     db.session.add(visit)
     db.session.flush()
     return visit
+
+
+def make_renovation(**overrides: Any) -> Any:
+    """A complete renovation application of a unit by its owner, drawings ticked, not yet submitted
+    (state "draft"); ``drawing_count`` says one drawing is on file (tests that upload set it to 0)."""
+    from datetime import timedelta
+
+    from models.renovation import Renovation
+
+    today = date.today()
+    unit = overrides.pop("unit", None) or make_unit()
+    applicant = overrides.pop("applicant", None)
+    if applicant is None:
+        applicant = make_resident(id_number=valid_id(serial=unit.id or 1))
+        make_occupancy(unit, applicant)
+    values = {"scope": "厨卫改造、吊顶、墙面翻新", "contractor": "安居装饰有限公司", "contractor_contact": "李工",
+              "contractor_phone": "13900139000", "planned_start": today + timedelta(days=7),
+              "planned_end": today + timedelta(days=60), "fees_paid_until": today + timedelta(days=40),
+              "fees_confirmed_by": "财务 王会计", "pledge_signed": True, "drawing_lighting": True,
+              "drawing_ceiling": True, "drawing_count": 1} | overrides
+    renovation = Renovation(unit=unit, applicant=applicant, **values)
+    db.session.add(renovation)
+    db.session.flush()
+    return renovation
+
+
+def make_violation(**overrides: Any) -> Any:
+    """A general hygiene violation on a unit, witnessed an hour ago, not yet persuaded (state "reported")."""
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from models.violations import Violation
+
+    unit = overrides.pop("unit", None) or db.session.scalar(sa.select(Unit).limit(1)) or make_unit()
+    values = {"kind": "hygiene", "sub_kind": "clutter", "severity": "general", "occurred_at": utcnow() - timedelta(
+        hours=1), "location": "A栋12层消防通道", "description": "楼道堆放杂物", "witness": "保安 李四"} | overrides
+    violation = Violation(unit=unit, **values)
+    db.session.add(violation)
+    db.session.flush()
+    return violation
+
+
+def make_hot_work(renovation: Any, **overrides: Any) -> Any:
+    """A hot-work application of a renovation, not yet sent for approval (state "applied")."""
+    from datetime import UTC, datetime
+
+    from models.renovation import HotWork
+
+    values = {"work": "焊接", "location": "阳台", "starts_at": datetime(2026, 12, 1, 1, 0, tzinfo=UTC),
+              "ends_at": datetime(2026, 12, 1, 3, 0, tzinfo=UTC), "operator": "焊工赵", "fire_watch": "保安钱",
+              "extinguishers_ready": True} | overrides
+    hot = HotWork(renovation=renovation, **values)
+    db.session.add(hot)
+    db.session.flush()
+    return hot
+
+
+def make_temporary_power(renovation: Any, **overrides: Any) -> Any:
+    """A temporary-power application of a renovation, not yet priced (state "applied")."""
+    from models.renovation import TemporaryPower
+
+    power = TemporaryPower(renovation=renovation, **({"purpose": "切割机临时用电", "load_kw": "5"} | overrides))
+    db.session.add(power)
+    db.session.flush()
+    return power

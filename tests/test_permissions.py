@@ -47,11 +47,15 @@ from tests.helpers import (
     make_complaint,
     make_estate,
     make_help_request,
+    make_hot_work,
     make_key_custody,
     make_occupancy,
+    make_renovation,
     make_repair_order,
     make_resident,
+    make_temporary_power,
     make_unit,
+    make_violation,
     make_visit,
     valid_id,
 )
@@ -131,12 +135,21 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
     ids["help_request"] = make_help_request(unit=unit).id  # HLP: a general request, just received
     ids["repair_order"] = make_repair_order(unit=unit).id
     ids["complaint"] = make_complaint(unit=unit, resident=resident).id  # CMP: received, minor
+    ren = make_renovation(unit=unit, applicant=resident)  # REN: an application being prepared
+    ids["renovation"] = ren.id
+    ids["renovation_hot_work"] = make_hot_work(ren).id
+    ids["renovation_power"] = make_temporary_power(ren).id
+    ids["violation"] = make_violation(unit=unit, resident=resident).id  # VIO: reported, general
     ids["audit"] = db.session.scalar(sa.select(sa.func.min(AuditEntry.id)))
     db.session.commit()
     assert all(ids.values()), ids
     return ids
 
 
+RENOVATION_FORM = {"scope": "厨卫改造", "contractor": "安居装饰", "contractor_contact": "李工",
+                   "contractor_phone": "13900139000", "planned_start": "2026-12-01", "planned_end": "2026-12-31",
+                   "fees_paid_until": "2026-12-31", "fees_confirmed_by": "王会计", "pledge_signed": "y",
+                   "drawing_lighting": "y"}
 # Valid form data per screen, with the field names the scaffolded forms use (relations by id).
 CREATE = {
     "estate": lambda ids: {"code": "newest", "name": "新花园", "kind": "office", "address": "深圳"},
@@ -165,11 +178,19 @@ CREATE = {
                                  "reported_at": "2026-11-20 09:00:00"},
     "visit": lambda ids: {"kind": "survey", "unit": ids["unit"], "method": "phone", "visited_at": "2026-11-20 09:00",
                           "visitor": ids["staff"], "person_visited": "王五", "opinion": "满意", "satisfied": "y"},
+    "violation": lambda ids: {"occurred_at": "2026-11-20 09:00:00", "unit": ids["unit"], "location": "A栋车库",
+                              "kind": "order", "sub_kind": "parking", "description": "占用消防车道停车",
+                              "witness": "保安", "severity": "general"},
     "complaint": lambda ids: {"received_at": "2026-11-20 09:00:00", "channel": "phone", "unit": ids["unit"],
                               "complainant_name": "王五", "contact_phone": "13700137000",
                               "occurred_at": "2026-11-19 20:00:00", "location": "A栋大堂", "subject": "保洁班组",
                               "description": "大堂积水", "demand": "尽快清理", "category": "cleaning",
                               "severity": "minor", "about_property": "y", "read_back_confirmed": "y"},
+    "renovation": lambda ids: {**RENOVATION_FORM, "unit": ids["unit"], "applicant": ids["resident"]},
+    "renovation_hot_work": lambda ids: {"renovation": ids["renovation"], "work": "焊接", "location": "阳台",
+                                        "starts_at": "2026-12-01 09:00", "ends_at": "2026-12-01 11:00",
+                                        "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y"},
+    "renovation_power": lambda ids: {"renovation": ids["renovation"], "purpose": "切割机临时用电", "load_kw": "5"},
     "staff": lambda ids: {"username": "newhire", "full_name": "新同事", "department": "cs",
                           "roles": "cs_clerk", "password": "Another-Strong-Pass-7"},
 }
@@ -198,12 +219,21 @@ EDIT = {
                                  "reported_at": "2026-11-20 09:00:00", "materials": "生料带"},
     "visit": lambda ids: {"kind": "survey", "unit": ids["unit"], "method": "phone", "visited_at": "2026-11-20 10:00",
                           "visitor": ids["staff"], "person_visited": "张三", "opinion": "建议增加绿化"},
+    "violation": lambda ids: {"occurred_at": "2026-11-20 09:00:00", "unit": ids["unit"], "location": "A栋12层",
+                              "kind": "hygiene", "sub_kind": "clutter", "description": "楼道堆放杂物（已核实）",
+                              "witness": "保安 李四", "severity": "general"},
     "complaint": lambda ids: {"received_at": "2026-11-20 09:00:00", "channel": "visit", "unit": ids["unit"],
                               "complainant_name": "张三", "contact_phone": "13800138000",
                               "occurred_at": "2026-11-20 01:00:00", "location": "A栋大堂", "subject": "保洁班组",
                               "description": "大堂地面连续三天未清洁（已核实）", "demand": "当天清洁",
                               "category": "cleaning", "severity": "minor", "about_property": "y",
                               "read_back_confirmed": "y"},
+    "renovation": lambda ids: {**RENOVATION_FORM, "unit": ids["unit"], "applicant": ids["resident"],
+                               "scope": "厨卫改造（加吊顶）"},
+    "renovation_hot_work": lambda ids: {"renovation": ids["renovation"], "work": "切割", "location": "厨房",
+                                        "starts_at": "2026-12-01 09:00", "ends_at": "2026-12-01 12:00",
+                                        "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y"},
+    "renovation_power": lambda ids: {"renovation": ids["renovation"], "purpose": "电锯临时用电", "load_kw": "3"},
     "staff": lambda ids: {"full_name": "改名 测试", "department": "cs", "roles": "cs_clerk", "active": "1"},
 }
 # Actions with a visible effect: which table gains a row when the action runs.

@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -40,7 +40,7 @@ from models.visits import Visit
 from security import accounts
 from seed.people import make_person
 from tests.conftest import PASSWORD, ROLE_USERS
-from tests.helpers import make_complaint, make_help_request, make_repair_order
+from tests.helpers import make_complaint, make_help_request, make_repair_order, make_violation
 from views.base import SecureModelView
 
 SMALL, LARGE = 5, 40
@@ -68,7 +68,11 @@ LIST_TESTS = {
     "retention_policy": "test_ret_policy_list_query_count_constant",
     "help_request": "test_hlp_1_help_request_list_query_count_constant",
     "repair_order": "test_hlp_7_repair_order_list_query_count_constant",
+    "violation": "test_vio_3_violation_list_query_count_constant",
     "complaint": "test_cmp_1_complaint_list_query_count_constant",
+    "renovation": "test_ren_1_renovation_list_query_count_constant",
+    "renovation_hot_work": "test_ren_4_hot_work_list_query_count_constant",
+    "renovation_power": "test_ren_4_temporary_power_list_query_count_constant",
 }
 
 
@@ -157,6 +161,9 @@ def grow(app: Flask, start: int, stop: int) -> None:
                                         enquiry_mode="oral" if i % 3 == 1 else None)
             work.append((request, ("received", "referred")[i % 2]))
             work.append((make_repair_order(unit=unit, assignee=member if i % 2 else None), ("open", "assigned")[i % 2]))
+            work.append((make_violation(unit=unit, resident=owner, severity=("general", "major")[i % 2],
+                                        public_safety=bool(i % 2)), ("reported", "registered")[i % 2]))
+            work.extend(grow_renovation(unit, owner, since, i))
         db.session.flush()
         for record, state in work:  # open work in every state, as if the engine had moved it there
             table = type(record).__table__
@@ -168,6 +175,23 @@ def grow(app: Flask, start: int, stop: int) -> None:
 
 
 COMPLAINT_STATES = ("received", "dispatched", "accepted", "handled", "told")  # the open ones: in "My work"
+RENOVATION_STATES = ("draft", "submitted", "approved", "permitted", "inspecting", "accepted")
+
+
+def grow_renovation(unit: Unit, owner: Resident, since: date, i: int) -> list[tuple[object, str]]:
+    """A renovation per cell (open, in turn in each state), with a hot-work and a temporary-power record."""
+    from models.renovation import HotWork, Renovation, TemporaryPower
+
+    ren = Renovation(unit=unit, applicant=owner, scope=f"装修 {i}", contractor=f"装饰公司{i}",
+                     planned_start=since, planned_end=since + timedelta(days=60), fees_paid_until=since,
+                     fees_confirmed_by="王会计", pledge_signed=True, drawing_lighting=True, drawing_count=1)
+    start = datetime(2026, 12, 1, 1, 0, tzinfo=UTC) + timedelta(days=i)
+    hot = HotWork(renovation=ren, work="焊接", location=f"阳台 {i}", starts_at=start,
+                  ends_at=start + timedelta(hours=2), operator="焊工", fire_watch="保安", extinguishers_ready=True)
+    power = TemporaryPower(renovation=ren, purpose=f"临时用电 {i}", load_kw="5")
+    db.session.add_all([ren, hot, power])
+    return [(ren, RENOVATION_STATES[i % len(RENOVATION_STATES)]), (hot, ("applied", "approved")[i % 2]),
+            (power, ("applied", "priced")[i % 2])]
 
 
 def rows_shown(page: str, view: SecureModelView) -> int:
@@ -331,3 +355,19 @@ def test_cmp_1_complaint_list_query_count_constant(app, login_as):  # type: igno
     from tests.test_complaints import assert_complaint_list_constant
 
     assert_complaint_list_constant(app, login_as)
+
+
+def test_vio_3_violation_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "violation")
+
+
+def test_ren_1_renovation_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "renovation")
+
+
+def test_ren_4_hot_work_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "renovation_hot_work")
+
+
+def test_ren_4_temporary_power_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "renovation_power")
