@@ -48,14 +48,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 def _init_admin(app: Flask) -> None:
     from views import (
+        archives,
         audit,
         calendar,
         complaints,
         deadlines,
         delegation,
+        duty,
         help_requests,
         imports,
         key_custody,
+        moving,
         mywork,
         registry,
         renovation,
@@ -80,6 +83,9 @@ def _init_admin(app: Flask) -> None:
     statistics.register(admin)
     renovation.register(admin)
     violations.register(admin)
+    archives.register(admin)
+    moving.register(admin)
+    duty.register(admin)
     imports.register(admin)
     delegation.register(admin)
     staff.register(admin)

@@ -50,7 +50,7 @@ KINDS: dict[str, Kind] = {
     "drawing": Kind(_l("Drawing"), frozenset({PDF, PNG, JPEG}), 8 * MB, False),
 }
 # Record types whose rows own attachments; their deletion removes the attachments too.
-OWNER_TYPES: set[str] = {"visit", "violation", "renovation"}
+OWNER_TYPES: set[str] = {"visit", "violation", "renovation", "archive", "archive_access", "move_out"}
 
 
 class Attachment(db.Model):

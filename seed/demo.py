@@ -123,4 +123,7 @@ def seed_demo() -> list[tuple[str, str]]:
     __import__("seed.demo_visits").demo_visits.seed_visits()  # VIS: follow-ups (after complaints and repairs)
     __import__("seed.demo_violations").demo_violations.seed_violations()  # VIO: violations in every state
     __import__("seed.demo_renovation").demo_renovation.seed_renovations()  # REN: renovations in every state
+    __import__("seed.demo_moving").demo_moving.seed_moving()  # MOV: move-ins/outs, slips, damage in every state
+    __import__("seed.demo_archives").demo_archives.seed_archives()  # ARC: one archive per unit, scans ticked
+    __import__("seed.demo_duty").demo_duty.seed_duty()  # DTY: rosters, swap, log, visitor, patrols, handover
     return staff

@@ -204,3 +204,55 @@ def make_temporary_power(renovation: Any, **overrides: Any) -> Any:
     db.session.add(power)
     db.session.flush()
     return power
+
+
+def make_move_out(**overrides: Any) -> Any:
+    """MOV-3: a tenant's move-out registered at the desk (state "open"); the unit has an owner too."""
+    from datetime import timedelta
+
+    from models.moving import MoveOut
+
+    occupancy = overrides.pop("occupancy", None)
+    if occupancy is None:
+        unit = overrides.pop("unit", None) or make_unit()
+        owner = make_resident(name="房东李", id_number=valid_id(serial=800 + (unit.id or 1)))
+        make_occupancy(unit, owner)
+        tenant = make_resident(name="租客王", id_number=valid_id(serial=900 + (unit.id or 1)))
+        occupancy = make_occupancy(unit, tenant, kind="tenant")
+    values = {"planned_date": date.today() + timedelta(days=5), "goods": "沙发一张\n冰箱一台"} | overrides
+    move = MoveOut(occupancy=occupancy, unit=occupancy.unit, **values)
+    db.session.add(move)
+    db.session.flush()
+    return move
+
+
+def make_duty_log(**overrides: Any) -> Any:
+    """A duty log entry (append-only, DTY-3) written by the first staff account."""
+    from models import Staff
+    from models.duty import add_entry
+
+    author = overrides.pop("author", None) or db.session.scalar(sa.select(Staff).order_by(Staff.id))
+    values = {"kind": "enquiry", "body": "业主询问停水时间"} | overrides
+    entry = add_entry(author, **values)
+    db.session.flush()
+    return entry
+
+
+@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+def _lift_duty_log_guard(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    """tests/conftest.wipe empties every table with a bare ``DELETE FROM duty_log`` on SQLite; the
+    DTY-3 trigger refuses that, so it is lifted for that one statement (never for a DELETE ... WHERE)."""
+    if conn.dialect.name == "sqlite" and statement.strip() == "DELETE FROM duty_log":
+        from models.duty import duty_log_unguard_statements
+
+        for ddl in duty_log_unguard_statements("sqlite"):
+            cursor.execute(ddl)
+
+
+@sa.event.listens_for(sa.engine.Engine, "after_cursor_execute")
+def _restore_duty_log_guard(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    if conn.dialect.name == "sqlite" and statement.strip() == "DELETE FROM duty_log":
+        from models.duty import duty_log_guard_statements
+
+        for ddl in duty_log_guard_statements("sqlite"):
+            cursor.execute(ddl)

@@ -140,6 +140,9 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
     ids["renovation_hot_work"] = make_hot_work(ren).id
     ids["renovation_power"] = make_temporary_power(ren).id
     ids["violation"] = make_violation(unit=unit, resident=resident).id  # VIO: reported, general
+    ids.update(__import__("tests.test_moving").test_moving.permission_rows(unit, resident, other, occupancy))  # MOV
+    ids.update(__import__("tests.test_archives").test_archives.permission_rows(unit, staff_ids))  # ARC
+    ids.update(__import__("tests.test_duty").test_duty.permission_rows(unit, staff_ids))  # DTY
     ids["audit"] = db.session.scalar(sa.select(sa.func.min(AuditEntry.id)))
     db.session.commit()
     assert all(ids.values()), ids
@@ -152,6 +155,8 @@ RENOVATION_FORM = {"scope": "厨卫改造", "contractor": "安居装饰", "contr
                    "drawing_lighting": "y"}
 # Valid form data per screen, with the field names the scaffolded forms use (relations by id).
 CREATE = {
+    **__import__("tests.test_archives").test_archives.PERMISSION_CREATE,  # ARC
+    **__import__("tests.test_duty").test_duty.PERMISSION_CREATE,  # DTY
     "estate": lambda ids: {"code": "newest", "name": "新花园", "kind": "office", "address": "深圳"},
     "building": lambda ids: {"estate": ids["estate"], "code": "B", "name": "B栋", "floors": "18"},
     "unit": lambda ids: {"building": ids["building"], "code": "A-3-301", "floor": "3", "area": "75.5",
@@ -191,10 +196,19 @@ CREATE = {
                                         "starts_at": "2026-12-01 09:00", "ends_at": "2026-12-01 11:00",
                                         "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y"},
     "renovation_power": lambda ids: {"renovation": ids["renovation"], "purpose": "切割机临时用电", "load_kw": "5"},
+    "move_in": lambda ids: {"unit": ids["unit"], "resident": ids["other_resident"], "kind": "tenant",
+                            "move_in_date": "2026-11-20", "id_checked": "y", "lease_no": "ZL-NEW", "lease_end": "",
+                            "owner_confirmation": "张三"},
+    "move_out": lambda ids: {"occupancy": ids["move_out_occupancy"], "planned_date": "2026-12-20", "goods": "书桌"},
+    "release_slip": lambda ids: {"unit": ids["unit"], "carrier": "搬家公司", "goods": "旧沙发", "goods_checked": "y"},
+    "move_damage": lambda ids: {"unit": ids["unit"], "move_in": "__None", "move_out": "__None", "mover": "搬家公司",
+                                "description": "墙面划伤", "amount": "120.00", "restore_by": "2026-12-01 18:00"},
     "staff": lambda ids: {"username": "newhire", "full_name": "新同事", "department": "cs",
                           "roles": "cs_clerk", "password": "Another-Strong-Pass-7"},
 }
 EDIT = {
+    **__import__("tests.test_archives").test_archives.PERMISSION_EDIT,  # ARC
+    **__import__("tests.test_duty").test_duty.PERMISSION_EDIT,  # DTY
     "estate": lambda ids: {"code": "demo", "name": "改名花园", "kind": "residential", "address": ""},
     "building": lambda ids: {"estate": ids["estate"], "code": "A", "name": "A座", "floors": "20"},
     "unit": lambda ids: {"building": ids["building"], "code": "A-12-1203", "floor": "12", "area": "90.25",
@@ -234,6 +248,14 @@ EDIT = {
                                         "starts_at": "2026-12-01 09:00", "ends_at": "2026-12-01 12:00",
                                         "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y"},
     "renovation_power": lambda ids: {"renovation": ids["renovation"], "purpose": "电锯临时用电", "load_kw": "3"},
+    "move_in": lambda ids: {"unit": ids["unit"], "resident": ids["other_resident"], "kind": "owner",
+                            "move_in_date": "2026-11-21", "id_checked": "y", "lease_no": "", "lease_end": "",
+                            "owner_confirmation": ""},
+    "move_out": lambda ids: {"occupancy": ids["move_out_occupancy"], "planned_date": "2026-12-21",
+                             "goods": "沙发（已核对）"},
+    "move_damage": lambda ids: {"unit": ids["unit"], "move_in": "__None", "move_out": "__None", "mover": "搬家公司",
+                                "description": "电梯划伤（已核实）", "amount": "150.00",
+                                "restore_by": "2026-12-02 18:00"},
     "staff": lambda ids: {"full_name": "改名 测试", "department": "cs", "roles": "cs_clerk", "active": "1"},
 }
 # Actions with a visible effect: which table gains a row when the action runs.
