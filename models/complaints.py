@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models import complaint_rules as r
-from models.base import UTCDateTime, db, utcnow
+from models.base import UTCDateTime, db, next_number, utcnow
 from models.registry import Resident, Unit
 from models.staff import Department, Staff
 from models.workflow import Tracked
@@ -302,15 +302,10 @@ def _number(mapper: Any, connection: sa.Connection, target: Complaint) -> None:
     if target.number:
         return
     prefix = f"TS{(target.received_at or utcnow()).astimezone(app_zone()):%Y%m}-"
-    table = Complaint.__table__
-    stored = connection.scalar(sa.select(sa.func.max(table.c.number)).where(table.c.number.like(prefix + "%")))
     session = sa.orm.object_session(target)
     # Rows of one flush are numbered before any is inserted: count the siblings numbered already.
-    siblings = [o.number for o in (session.new if session else ()) if isinstance(o, Complaint) and o.number
-                and o.number.startswith(prefix)]
-    last = max([n for n in (stored, *siblings) if n], default=None)
-    serial = int(last.rsplit("-", 1)[1]) + 1 if last else 1
-    target.number = f"{prefix}{serial:04d}"
+    siblings = (o.number for o in (session.new if session else ()) if isinstance(o, Complaint))
+    target.number = next_number(connection, Complaint.__table__.c.number, prefix, 4, siblings)
 
 
 def new_from_help_request(help_request: Any, user: Staff | None) -> Complaint:

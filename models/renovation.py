@@ -38,11 +38,9 @@ SITE = "unit.building.estate_id"
 
 
 def local_today() -> date:
-    """Today in the site's zone (Beijing): the day the desk and the resident see."""
-    from models.base import utcnow
-    from workflow.calendar import app_zone
+    from workflow.calendar import local_today as today
 
-    return utcnow().astimezone(app_zone()).date()
+    return today()
 
 
 def _rows(cls: str, order: str) -> Any:

@@ -27,7 +27,7 @@ from models.deadline import DeadlineClock, Rate
 from models.repairs import SATISFACTION_TARGET
 from models.visit_stats import FOLLOW_UP_TARGET, PROCESSING_TARGET
 from workflow import settings
-from workflow.calendar import app_zone
+from workflow.calendar import app_zone, local_today
 
 WEEK, MONTH = "week", "month"
 KINDS = (WEEK, MONTH)
@@ -84,10 +84,6 @@ def month_of(day: date) -> Period:
 
 def period_of(kind: str, day: date) -> Period:
     return month_of(day) if kind == MONTH else week_of(day)
-
-
-def local_today(now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(app_zone()).date()
 
 
 def last_week(now: datetime | None = None) -> Period:

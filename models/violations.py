@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models import violation_rules as r
-from models.base import UTCDateTime, db, utcnow
+from models.base import UTCDateTime, db, next_number, utcnow
 from models.registry import Resident, Unit
 from models.staff import Staff
 from models.workflow import Tracked
@@ -276,10 +276,8 @@ def issue_sheet(v: Violation, at: datetime) -> str:
     from workflow.calendar import app_zone
 
     prefix = f"XTD-{at.astimezone(app_zone()):%Y}-"
-    table = Violation.__table__
-    last = db.session.scalar(sa.select(sa.func.max(table.c.sheet_no)).where(table.c.sheet_no.like(prefix + "%")))
-    serial = int(last.rsplit("-", 1)[1]) + 1 if last else 1
-    v.sheet_no, v.sheet_issued_at = f"{prefix}{serial:04d}", at
+    v.sheet_no = next_number(db.session, Violation.__table__.c.sheet_no, prefix, 4)
+    v.sheet_issued_at = at
     return v.sheet_no
 
 

@@ -62,6 +62,15 @@ def pdf_response(data: bytes, filename: str, inline: bool = True) -> Response:
     return response
 
 
+def printed(record: Any, template_name: str, filename: str, **context: Any) -> Response:
+    """A record's printed form: rendered, audited like an export (action "print"), sent. The caller
+    has fetched ``record`` through its screen's ``get_one``, so the screen's scope decides."""
+    data = render_pdf(template_name, **context)
+    record_event("print", record=record, comment=filename)
+    db.session.commit()
+    return pdf_response(data, filename)
+
+
 def admin_view(endpoint: str) -> Any:
     """The registered screen of a record type: its permissions and scope decide who may print."""
     for admin in current_app.extensions.get("admin", []):
@@ -118,11 +127,8 @@ class PrintView(SecureView):
         record = self._target("complaint").get_one(id)
         if record is None:
             abort(404)
-        filename = f"住户投诉意见表-{record.number or record.id}.pdf"
-        data = render_pdf("print/complaint.html", c=record, steps=complaint_steps(record), visits=visits_of(record))
-        record_event("print", record=record, comment=filename)
-        db.session.commit()
-        return pdf_response(data, filename)
+        return printed(record, "print/complaint.html", f"住户投诉意见表-{record.number or record.id}.pdf",
+                       c=record, steps=complaint_steps(record), visits=visits_of(record))
 
     @expose("/help-register.pdf")
     def help_register(self):  # type: ignore[no-untyped-def]

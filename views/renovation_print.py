@@ -21,12 +21,10 @@ from flask import abort, redirect, render_template, url_for
 from flask_admin import Admin, expose
 from flask_babel import lazy_gettext as _l
 
-from models.base import db
 from models.renovation import Renovation, RenovationNotice
 from views.base import SecureView
-from views.printing import admin_view, pdf_response, render_pdf
+from views.printing import admin_view, printed
 from views.roles import BUSINESS
-from workflow.audit import record_event
 
 RENOVATION_ENDPOINT = "renovation"  # the registered renovation screen decides who may print
 ADDRESSEES = {"owner": _l("Owner"), "tenant": _l("Tenant"), "applicant": _l("Applicant")}
@@ -220,11 +218,7 @@ class RenovationPrintView(SecureView):
         context = doc.build(ren) if doc.exists(ren) else None
         if context is None:
             return render_template("errors/400.html", reason=doc.missing), 404
-        filename = f"{doc.title}-{context['number']}.pdf"
-        data = render_pdf(doc.template, d=context, rules=RULES)
-        record_event("print", record=ren, comment=filename)
-        db.session.commit()
-        return pdf_response(data, filename)
+        return printed(ren, doc.template, f"{doc.title}-{context['number']}.pdf", d=context, rules=RULES)
 
 
 def register(admin: Admin) -> None:

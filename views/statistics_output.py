@@ -9,9 +9,7 @@ into the PDF.
 from __future__ import annotations
 
 import io
-import smtplib
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 from xml.etree import ElementTree
 
@@ -207,20 +205,10 @@ def managers() -> list[Staff]:
 
 
 def send_report(to: list[str], subject: str, body: str, data: bytes, name: str) -> None:
-    """One mail with the PDF attached, over the same SMTP settings as ``workflow.notify``."""
-    cfg = current_app.config
-    msg = EmailMessage()
-    msg["From"] = cfg["SMTP_SENDER"]
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
-    msg.set_content(body)
-    msg.add_attachment(data, maintype="application", subtype="pdf", filename=name)
-    with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=30) as smtp:
-        if cfg.get("SMTP_STARTTLS"):
-            smtp.starttls()
-        if cfg.get("SMTP_USER"):
-            smtp.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
-        smtp.send_message(msg)
+    """One mail to the managers with the PDF attached; raises when the mail server fails."""
+    from workflow.notify import deliver
+
+    deliver(", ".join(to), subject, body, ((data, "application/pdf", name),), timeout=30)
 
 
 def notify_managers(f: Figures) -> list[str]:

@@ -32,7 +32,7 @@ from models.violations import Violation, ViolationAction, ViolationCharge, deduc
 from views import attachments
 from views.base import SecureView
 from views.fields import LocalDateTimeField
-from views.printing import pdf_response, render_pdf
+from views.printing import printed
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
 from views.workflow import WorkflowModelView, state_filter
 from workflow.audit import record_event
@@ -185,11 +185,8 @@ class ViolationView(WorkflowModelView):
             flash(_("A water/power-cut notice needs a decided cut with its planned time."), "error")
             return redirect(self.get_url(".details_view", id=record.id))
         template, title = NOTICES[kind]
-        filename = f"{title}-{record.sheet_no or record.id}.pdf"
-        data = render_pdf(template, v=record, title=title, **print_context())
-        record_event("print", record=record, comment=filename)
-        db.session.commit()
-        return pdf_response(data, filename)
+        return printed(record, template, f"{title}-{record.sheet_no or record.id}.pdf", v=record, title=title,
+                       **print_context())
 
     def render(self, template: str, **kwargs: Any) -> Any:
         model = kwargs.get("model")

@@ -88,6 +88,13 @@ def app_zone() -> ZoneInfo:
     return ZoneInfo(name or DEFAULT_ZONE)
 
 
+def local_today(now: datetime | None = None) -> date:
+    """Today in the site's zone (Beijing): the day the desk and the resident see."""
+    from models.base import utcnow
+
+    return (now or utcnow()).astimezone(app_zone()).date()
+
+
 @dataclass(frozen=True)
 class DayInfo:
     """What one local day is and why; ``kind`` is working, weekend, holiday, makeup, off or work

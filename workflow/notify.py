@@ -41,20 +41,30 @@ def _drop_pending(session: Session) -> None:
     session.info.pop(PENDING, None)
 
 
-def send_email(to: str, subject: str, body: str) -> None:
+def deliver(to: str, subject: str, body: str, attachments: tuple[tuple[bytes, str, str], ...] = (),
+            timeout: int = 10) -> None:
+    """One mail over the configured SMTP server; ``attachments`` are (data, MIME type, file name).
+    Raises when the server refuses or cannot be reached."""
     cfg = current_app.config
     msg = EmailMessage()
     msg["From"] = cfg["SMTP_SENDER"]
     msg["To"] = to
     msg["Subject"] = subject
     msg.set_content(body or subject)
+    for data, mime, name in attachments:
+        maintype, subtype = mime.split("/", 1)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
+    with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=timeout) as smtp:
+        if cfg.get("SMTP_STARTTLS"):
+            smtp.starttls()
+        if cfg.get("SMTP_USER"):
+            smtp.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
+        smtp.send_message(msg)
+
+
+def send_email(to: str, subject: str, body: str) -> None:
     try:
-        with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=10) as smtp:
-            if cfg.get("SMTP_STARTTLS"):
-                smtp.starttls()
-            if cfg.get("SMTP_USER"):
-                smtp.login(cfg["SMTP_USER"], cfg["SMTP_PASSWORD"])
-            smtp.send_message(msg)
+        deliver(to, subject, body)
     except (OSError, smtplib.SMTPException) as exc:
         # Mail is a courtesy copy; the in-app notice already holds the message.
         current_app.logger.warning("mail to %s failed: %s", to, exc)
