@@ -1,6 +1,6 @@
 """What the resident archive files besides documents (REGULATIONS §3): important events reviewed by
 the manager (ARC-9), rental/commercial registrations (ARC-10), arrears follow-ups (ARC-7) and the
-six-monthly spot check (ARC-8)."""
+quality checks of ARC-8: one full check per estate, then a six-monthly random sample."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.archives import CUSTOMER_SERVICE, Archive
 from models.base import Timestamped, UTCDateTime, db, utcnow
+from models.registry import Building, Estate, Occupancy, Unit
 from models.staff import Staff
 from models.workflow import Tracked
 from workflow.engine import STAY, Firing, Step, T, Workflow
@@ -27,7 +28,8 @@ FOLLOW_UP_DAYS_QUARTER = declare(SettingSpec(
     "archive.arrears.follow_up_days_quarter", _l("Arrears over one quarter: follow up at least every (days)"),
     "days", 7, 1, 90, _l("Resident archives")))
 SAMPLE_PERCENT = declare(SettingSpec(
-    "archive.spot_check.percent", _l("Spot check sample (% of archives, at least 5)"), "integer", 5, 5, 100,
+    "archive.spot_check.percent", _l("Spot check sample in percent of archives (at least 5)"), "integer",
+    5, 5, 100,
     _l("Resident archives")))
 
 EVENT_KINDS = {"major_complaint": _l("Major complaint"), "major_accident": _l("Major accident"),
@@ -170,11 +172,19 @@ def overdue_arrears(now: datetime | None = None) -> sa.Select:
                                         ArrearsCase.next_due_at < (now or utcnow()))
 
 
+CHECK_KINDS = {"sample": _l("Six-monthly sample"), "full": _l("Full check")}
+FULL_CHECK_OCCUPANCY = Decimal("0.8")
+
+
 class SpotCheck(db.Model):
-    """《质量检查记录》 (ARC-8): one six-monthly random sample of archives."""
+    """《质量检查记录》 (ARC-8): a six-monthly random sample of archives, or an estate's one-off full
+    check of every archive (one year after hand-over or at 80% occupancy)."""
 
     __tablename__ = "archive_spot_check"
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(8), default="sample", server_default="sample")
+    estate_id: Mapped[int | None] = mapped_column(sa.ForeignKey("estate.id"), index=True)
+    estate: Mapped[Estate | None] = relationship()
     drawn_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     drawn_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
     population: Mapped[int] = mapped_column(sa.Integer)
@@ -182,7 +192,8 @@ class SpotCheck(db.Model):
     items: Mapped[list[SpotCheckItem]] = relationship(back_populates="check", cascade="all, delete-orphan")
 
     def __str__(self) -> str:
-        return f"#{self.id} {self.drawn_at:%Y-%m-%d}"
+        where = f" {self.estate}" if self.estate_id else ""
+        return f"#{self.id} {CHECK_KINDS.get(self.kind, self.kind)}{where} {self.drawn_at:%Y-%m-%d}"
 
     def next_due(self) -> datetime:
         return self.drawn_at + timedelta(days=183)
@@ -201,8 +212,60 @@ class SpotCheckItem(db.Model):
     checked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
 
 
+def occupancy_rates(today: date) -> dict[int, Decimal]:
+    """Each estate's share of units with a current occupant (two grouped queries)."""
+    units = sa.select(Building.estate_id, sa.func.count(Unit.id)).join(Unit.building).group_by(Building.estate_id)
+    current = sa.or_(Occupancy.end_date.is_(None), Occupancy.end_date >= today)
+    occupied = sa.select(Building.estate_id, sa.func.count(sa.distinct(Occupancy.unit_id))).select_from(
+        Occupancy).join(Unit, Unit.id == Occupancy.unit_id).join(Unit.building).where(
+        Occupancy.start_date <= today, current).group_by(Building.estate_id)
+    filled = dict(db.session.execute(occupied).all())
+    return {estate_id: Decimal(filled.get(estate_id, 0)) / total
+            for estate_id, total in db.session.execute(units).all() if total}
+
+
+def full_checks_due(today: date | None = None) -> list[tuple[Estate, str]]:
+    """ARC-8: estates owing their one-off full check, with why — one year after hand-over, or
+    occupancy at 80% — until a full check of the estate has been drawn."""
+    from workflow.calendar import local_today
+
+    today = today or local_today()
+    done = sa.select(SpotCheck.estate_id).where(SpotCheck.kind == "full", SpotCheck.estate_id.is_not(None))
+    rates = occupancy_rates(today)
+    due: list[tuple[Estate, str]] = []
+    for estate in db.session.scalars(sa.select(Estate).where(Estate.id.not_in(done)).order_by(Estate.code)):
+        handed = estate.handover_date
+        if handed is not None and _year_after(handed) <= today:
+            due.append((estate, str(_l("one year since hand-over (%(day)s)", day=handed.isoformat()))))
+        elif rates.get(estate.id, Decimal(0)) >= FULL_CHECK_OCCUPANCY:
+            percent = int(FULL_CHECK_OCCUPANCY * 100)
+            due.append((estate, str(_l("occupancy has reached %(percent)s%%", percent=percent))))
+    return due
+
+
+def _year_after(day: date) -> date:
+    try:
+        return day.replace(year=day.year + 1)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 1, day=28)
+
+
+def draw_full_check(estate: Estate, user: Staff | None) -> SpotCheck:
+    """ARC-8: the one-off full check lists every open archive of the estate (their move-in and
+    renovation documents are on each archive's checklist)."""
+    ids = list(db.session.scalars(sa.select(Archive.id).join(Archive.unit).join(Unit.building).where(
+        Building.estate_id == estate.id, Archive.state == "open", Archive.deleted_at.is_(None)).order_by(
+        Building.code, Unit.floor, Unit.code)))
+    check = SpotCheck(kind="full", estate_id=estate.id, drawn_by_id=user.id if user else None,
+                      population=len(ids), percent=100)
+    check.items.extend(SpotCheckItem(archive_id=archive_id) for archive_id in ids)
+    db.session.add(check)
+    db.session.flush()
+    return check
+
+
 def spot_check_due(now: datetime | None = None) -> bool:
-    """Every six months: due when no sample was drawn in the last 183 days."""
+    """Every six months: due when no check (sample or full) was drawn in the last 183 days."""
     last = db.session.scalar(sa.select(sa.func.max(SpotCheck.drawn_at)))
     if last is None:
         return True

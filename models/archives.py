@@ -82,6 +82,9 @@ class Archive(Tracked, db.Model):
           comment_required=True, todo=False),
         T("reopen", "closed", "open", frozenset({"manager", "cs_supervisor"}), label=_l("Reopen"),
           comment_required=True, todo=False),
+        # fired by the moving workflow: the unit's last occupant left / a new occupant moved in
+        T("close_on_move_out", "open", "closed", system=True, label=_l("Closed: the last occupant moved out")),
+        T("reopen_on_move_in", "closed", "open", system=True, label=_l("Reopened: a new occupant moved in")),
     ])  # no delete_roles: archives are kept permanently (ARC-4)
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from models.base import db, utcnow
+from models.base import db, next_number, utcnow
 from models.validators import DomainError
 from workflow.engine import Firing
 from workflow.settings import SettingSpec, declare, value
@@ -30,9 +30,9 @@ SETTLE_MAX = declare(SettingSpec(
 
 
 def local_today() -> date:
-    from workflow.calendar import app_zone
+    from workflow.calendar import local_today as today
 
-    return utcnow().astimezone(app_zone()).date()
+    return today()
 
 
 def _current_owner_names(unit: Any) -> set[str]:
@@ -90,12 +90,19 @@ def move_in_ready(m: MoveIn) -> object:
 
 
 def on_moved_in(m: MoveIn, firing: Firing) -> None:
+    """Start the occupancy; a closed archive of the unit opens again for its new occupant (ARC-1)."""
+    from models.archives import archive_for_unit
     from models.registry import Occupancy
 
     occupancy = Occupancy(unit=m.unit, resident=m.resident, kind=m.kind, start_date=m.move_in_date,
                           note=str(_l("Move-in registration")))
     db.session.add(occupancy)
     m.occupancy = occupancy
+    archive = archive_for_unit(m.unit.id)
+    if archive.state == "closed":
+        from workflow import engine
+
+        engine.fire(archive, "reopen_on_move_in", None, f"{m.resident}", commit=False)
 
 
 # --- MOV-3 move-out -------------------------------------------------------------------------------
@@ -168,16 +175,22 @@ def goods_left(m: MoveOut) -> object:
 
 
 def on_moved_out(m: MoveOut, firing: Firing) -> None:
-    """End the occupancy through the registry (ARC-5 history) and file the move-out (ARC)."""
+    """End the occupancy through the registry (ARC-5 history); when nobody is left in the unit, its
+    archive is closed and kept apart (ARC-4)."""
+    from models.archives import archive_for_unit
+    from models.registry import Occupancy
     from workflow.calendar import app_zone
 
     m.moved_out_on = firing.at.astimezone(app_zone()).date()
     m.occupancy.end_date = max(m.moved_out_on, m.occupancy.start_date)
-    try:
-        from models.archives import archive_for_unit  # written concurrently by the archives work
-    except ImportError:
-        return
-    archive_for_unit(m.unit_id)
+    archive = archive_for_unit(m.unit_id)
+    others = db.session.scalar(sa.select(sa.func.count()).select_from(Occupancy).where(
+        Occupancy.unit_id == m.unit_id, Occupancy.id != m.occupancy.id,
+        sa.or_(Occupancy.end_date.is_(None), Occupancy.end_date > m.moved_out_on)))
+    if not others and archive.state == "open":
+        from workflow import engine
+
+        engine.fire(archive, "close_on_move_out", None, f"{m.occupancy.resident}", commit=False)
 
 
 # --- MOV-2 / MOV-4 release slip -------------------------------------------------------------------
@@ -212,15 +225,11 @@ def _number_slips(session: sa.orm.Session, flush_context: Any, instances: Any) -
     new = [o for o in session.new if isinstance(o, ReleaseSlip) and not o.number]
     if not new:
         return
-    table = ReleaseSlip.__table__
     for slip in new:
         prefix = f"FX-{(slip.issued_at or utcnow()).astimezone(app_zone()):%Y}-"
+        siblings = [o.number for o in session.new if isinstance(o, ReleaseSlip)]
         with session.no_autoflush:
-            stored = session.scalar(sa.select(sa.func.max(table.c.number)).where(table.c.number.like(prefix + "%")))
-        siblings = [o.number for o in session.new if isinstance(o, ReleaseSlip) and o.number
-                    and o.number.startswith(prefix)]
-        last = max([n for n in (stored, *siblings) if n], default=None)
-        slip.number = f"{prefix}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:05d}"
+            slip.number = next_number(session, ReleaseSlip.__table__.c.number, prefix, 5, siblings)
 
 
 # --- MOV-5 damage ---------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class Estate(Timestamped, db.Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     kind: Mapped[str] = mapped_column(sa.String(16), default="residential")
     address: Mapped[str | None] = mapped_column(sa.String(200))
+    handover_date: Mapped[date | None] = mapped_column(sa.Date)  # 交付日期: starts ARC-8's full check
     buildings: Mapped[list[Building]] = relationship(back_populates="estate")
 
     @validates("code")

@@ -49,10 +49,12 @@ def seed_estate(spec: tuple, rng: random.Random, serial_start: int) -> int:
     code, name, kind, address, buildings, per_floor = spec
     if db.session.scalar(sa.select(Estate.id).where(Estate.code == code)) is not None:
         return serial_start
-    estate = Estate(code=code, name=name, kind=kind, address=address)
+    today = date.today()
+    # handed over some years back, so the demo shows its ARC-8 full check as due
+    estate = Estate(code=code, name=name, kind=kind, address=address,
+                    handover_date=today.replace(year=today.year - 3, day=1))
     db.session.add(estate)
     serial = serial_start
-    today = date.today()
     for bcode, floors in buildings:
         building = Building(estate=estate, code=bcode, name=f"{bcode}栋", floors=floors)
         db.session.add(building)

@@ -15,8 +15,10 @@ from models.archive_records import (
     ArrearsCase,
     ArrearsFollowUp,
     RentalRegistration,
+    SpotCheck,
     SpotCheckItem,
     draw_spot_check,
+    full_checks_due,
     overdue_arrears,
     record_result,
     spot_check_due,
@@ -24,7 +26,7 @@ from models.archive_records import (
 from models.archives import archive_for_unit, file_document
 from models.base import utcnow
 from tests.conftest import csrf_token
-from tests.helpers import make_building, make_unit
+from tests.helpers import make_building, make_estate, make_occupancy, make_resident, make_unit
 from tests.test_archives import PDF, make_archive, person, refusal
 from workflow import engine
 
@@ -105,6 +107,49 @@ def test_arc_8_spot_check_of_few_archives_samples_at_least_one_over_http(db_sess
     assert engineer.post("/admin/archive_spot_check/draw/", data={
         "csrf_token": csrf_token(engineer)}).status_code in (302, 403)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(SpotCheckItem)) == 1
+
+
+def test_arc_8_full_check_due_one_year_after_hand_over_lists_every_archive_once(db_session, staff_ids,
+                                                                               login_as) -> None:
+    today = date(2026, 11, 24)
+    estate = make_estate(handover_date=date(2025, 11, 25))
+    building = make_building(estate)
+    for i in range(3):
+        archive_for_unit(make_unit(building, code=f"A-1-{i:03}", floor=1).id)
+    db.session.commit()
+    assert full_checks_due(today) == []  # one day short of a year
+    due = full_checks_due(today + timedelta(days=1))
+    assert [e.id for e, _why in due] == [estate.id] and "2025-11-25" in due[0][1]
+    estate.handover_date = date(2025, 1, 1)
+    db.session.commit()
+    engineer = login_as("engineering")
+    assert engineer.post("/admin/archive_spot_check/full/", data={
+        "csrf_token": csrf_token(engineer), "estate_id": estate.id}).status_code in (302, 403)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SpotCheck)) == 0
+    supervisor = login_as("cs_supervisor")
+    page = supervisor.get("/admin/archive_spot_check/").get_data(as_text=True)
+    assert "full-checks-due" in page and estate.name in page
+    form = {"csrf_token": csrf_token(supervisor), "estate_id": estate.id}
+    assert supervisor.post("/admin/archive_spot_check/full/", data=form).status_code == 302
+    check = db.session.scalars(sa.select(SpotCheck)).one()
+    assert check.kind == "full" and check.estate_id == estate.id and len(check.items) == 3
+    assert full_checks_due() == [] and not spot_check_due()  # next: the six-monthly sample
+    supervisor.post("/admin/archive_spot_check/full/", data=form)  # only once
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(SpotCheck)) == 1
+
+
+def test_arc_8_full_check_due_when_occupancy_reaches_80_percent(db_session) -> None:
+    estate = make_estate()  # hand-over date unknown
+    building = make_building(estate)
+    units = [make_unit(building, code=f"B-2-{i:03}", floor=2) for i in range(5)]
+    for unit in units[:3]:
+        make_occupancy(unit, make_resident(id_number=None, name=f"住户{unit.code}"))
+    db.session.commit()
+    assert full_checks_due(date(2026, 11, 24)) == []  # 60%
+    make_occupancy(units[3], make_resident(id_number=None, name="住户四"), start_date=date(2026, 11, 1))
+    db.session.commit()
+    assert full_checks_due(date(2026, 10, 31)) == []  # the fourth moves in later
+    assert [e.id for e, why in full_checks_due(date(2026, 11, 24))] == [estate.id]
 
 
 # --- ARC-9 -----------------------------------------------------------------------------------------

@@ -211,6 +211,27 @@ def test_arc_3_engineer_may_not_approve_or_use_another_persons_approval(db_sessi
     assert not may_open(person(staff_ids, "security"), archive.id)  # the approval is personal
 
 
+def test_arc_3_archives_are_picked_by_unit_code_and_the_register_shows_requesters_their_own(
+        db_session, staff_ids, login_as) -> None:
+    archive = make_archive(code="A-03-0301", floor=3)
+    other = archive_for_unit(make_unit(building=archive.unit.building, code="A-05-0502", floor=5).id)
+    db.session.commit()
+    engineer = login_as("engineering")
+    found = engineer.get("/admin/archive_access/ajax/lookup/?name=archive&query=0301").get_json()
+    assert [row[1] for row in found] == ["A-03-0301"]  # named by what the desk knows, not by id
+    assert engineer.get("/admin/archive_event/ajax/lookup/?name=archive&query=A").status_code == 403
+    mine = request_access(staff_ids, archive, role="engineering")
+    theirs = request_access(staff_ids, other, role="security")
+    page = engineer.get("/admin/archive_access/").get_data(as_text=True)
+    assert f"id={mine.id}" in page and f"id={theirs.id}" not in page
+    assert engineer.get(f"/admin/archive_access/details/?id={theirs.id}").status_code in (302, 404)
+    register = login_as("cs_supervisor").get("/admin/archive_access/").get_data(as_text=True)
+    assert f"id={mine.id}" in register and f"id={theirs.id}" in register
+    clerk = login_as("cs_clerk")
+    events = clerk.get("/admin/archive_event/ajax/lookup/?name=archive&query=A-0").get_json()
+    assert [row[1] for row in events] == ["A-03-0301", "A-05-0502"]  # building, floor, room order
+
+
 # --- ARC-4 -----------------------------------------------------------------------------------------
 def test_arc_4_closed_archives_kept_apart_never_deleted(db_session, staff_ids, login_as) -> None:
     archive = make_archive()
@@ -247,12 +268,13 @@ def permission_rows(unit: Any, staff_ids: dict[str, int]) -> dict[str, int]:
 
     archive = archive_for_unit(unit.id)
     db.session.flush()
-    first = None
+    first, own = None, {}
     for role in ("engineering", "security", "finance", "management_dept"):
         access = request_access(staff_ids, archive, role=role)
         engine.fire(access, "approve", person(staff_ids, role))
         engine.decide(access, person(staff_ids, "cs_supervisor"), True)
         first = first or access.id
+        own[f"archive_access@{role}"] = access.id  # outside customer service one sees one's own requests
     event = ArchiveEvent(archive=archive, kind="contract", title="车位租赁合同", occurred_on=date(2026, 11, 1))
     rental = RentalRegistration(archive=archive, kind="rental", tenant_name="李四", use="居住",
                                 lease_from=date(2026, 1, 1), lease_to=date(2026, 12, 31), contact="13900139000")
@@ -260,7 +282,7 @@ def permission_rows(unit: Any, staff_ids: dict[str, int]) -> dict[str, int]:
     db.session.add_all([event, rental, arrears])
     check = draw_spot_check(person(staff_ids, "cs_supervisor"))
     db.session.flush()
-    return {"archive": archive.id, "archive_access": first, "archive_event": event.id,
+    return {"archive": archive.id, "archive_access": first, "archive_event": event.id, **own,
             "archive_rental": rental.id, "archive_arrears": arrears.id, "archive_spot_check": check.items[0].id}
 
 

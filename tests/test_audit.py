@@ -450,3 +450,15 @@ def test_wf_audit_timeline_shows_times_in_beijing_and_hides_engine_counters(app:
         assert [(old, new) for field, old, new in rows if "2026" in new] == [
             ("2026-11-20 09:00", "2026-11-21 10:30")]
         assert not any("pending_round" in field for field, _, _ in change_rows(created))
+
+
+def test_timeline_names_a_foreign_key_by_its_relation_label(app) -> None:
+    """A changed ``unit_id`` reads as the screen's 单元, not as a column name."""
+    from types import SimpleNamespace
+
+    from views.audit import _field_label
+
+    view = SimpleNamespace(column_labels={"unit": "单元", "goods": "物品"})
+    assert _field_label("unit_id", view, None) == "单元"
+    assert _field_label("goods", view, None) == "物品"
+    assert _field_label("other_id", view, None) == "other_id"

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from models import AuditEntry, Occupancy, ResidentChange, Staff, db
+from models.archives import Archive
 from models.moving import MoveDamage, MoveIn, MoveOut, ReleaseSlip
 from tests.conftest import csrf_token
 from tests.helpers import make_move_out, make_occupancy, make_resident, make_unit, valid_id
@@ -172,11 +173,32 @@ def test_mov_3_completing_the_move_out_ends_the_occupancy_with_history(db_sessio
     assert move.state == "completed" and move.occupancy.end_date == move.moved_out_on
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ResidentChange).where(
         ResidentChange.new_value.like("tenant%"))) >= 1
-    try:
-        from models.archives import Archive
-    except ImportError:
-        return
-    assert db.session.scalar(sa.select(Archive).where(Archive.unit_id == move.unit_id)) is not None
+    archive = db.session.scalar(sa.select(Archive).where(Archive.unit_id == move.unit_id))
+    assert archive is not None and archive.state == "open"  # the owner still holds the unit
+
+
+def test_arc_4_last_occupant_moving_out_closes_the_archive_and_a_new_move_in_reopens_it(
+        db_session, staff_ids) -> None:
+    unit = make_unit()
+    owner = make_occupancy(unit, make_resident(name="业主孙", id_number=valid_id(51)))
+    move = make_move_out(occupancy=owner)
+    clerk = staff(staff_ids, "cs_clerk")
+    engine.fire(move, "settle_fees", clerk,
+                values={"fees_settled_on": TODAY.isoformat(), "finance_confirmed_by": "王会计"})
+    engine.fire(fresh(MoveOut, move.id), "check_goods", clerk)
+    engine.fire(fresh(MoveOut, move.id), "issue_slip", clerk)
+    engine.fire(fresh(MoveOut, move.id).slips[0], "use", staff(staff_ids, "security"))
+    engine.fire(fresh(MoveOut, move.id), "complete", clerk)
+    archive = db.session.scalar(sa.select(Archive).where(Archive.unit_id == unit.id))
+    assert archive.state == "closed"  # kept apart, not deleted (ARC-4)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
+        AuditEntry.record_type == "archive", AuditEntry.record_id == archive.id)) >= 1
+    buyer = make_resident(name="新业主", id_number=valid_id(52))
+    move_in = MoveIn(unit=unit, resident=buyer, kind="owner", move_in_date=TODAY, id_checked=True)
+    db.session.add(move_in)
+    db.session.commit()
+    engine.fire(move_in, "hand_over", clerk, values={"card_numbers": "C1", "key_count": "2"})
+    assert db.session.get(Archive, archive.id).state == "open"
 
 
 def test_mov_3_tenant_move_out_through_the_screens(db_session, login_as) -> None:
@@ -216,44 +238,87 @@ def test_mov_4_slip_numbered_printed_and_checked_at_the_gate_once(db_session, st
         engine.fire(slip, "void", staff(staff_ids, "security"), comment="重复")
 
 
-def test_mov_4_concurrent_gate_checks_one_wins(app, staff_ids) -> None:
-    """Two gate sessions load the slip at one version; exactly one check is written."""
+def at_once(app: Any, staff_id: int, jobs: list[tuple[type, int, str, str]]) -> list[Any]:
+    """Fire (model, id, transition, comment) jobs from separate sessions: each loads its record,
+    all meet at a barrier, then fire at the version they loaded. Returns outcomes or exceptions."""
     import threading
 
     import flask_login
 
+    barrier, results = threading.Barrier(len(jobs)), [None] * len(jobs)
+
+    def run(i: int, model: type, record_id: int, name: str, comment: str) -> None:
+        with app.test_request_context():
+            try:
+                me = db.session.get(Staff, staff_id)
+                flask_login.login_user(me)
+                record = db.session.get(model, record_id)
+                version = record.version
+                barrier.wait(timeout=30)
+                results[i] = engine.fire(record, name, me, comment, version=version)
+            except Exception as exc:  # noqa: BLE001  (the loser's refusal is the point)
+                results[i] = exc
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(i, *job)) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_mov_4_concurrent_gate_checks_one_wins(app, staff_ids) -> None:
+    """Two gate sessions load the slip at one version; exactly one check is written."""
     with app.test_request_context():
         move = ready_move_out(staff_ids)
         engine.fire(fresh(MoveOut, move.id), "issue_slip", staff(staff_ids, "cs_clerk"))
         slip_id = fresh(MoveOut, move.id).slips[0].id
         db.session.remove()
-    barrier, results = threading.Barrier(2), []
-
-    def gate(name: str) -> None:
-        with app.test_request_context():
-            try:
-                me = db.session.get(Staff, staff_ids["security"])
-                flask_login.login_user(me)
-                slip = db.session.get(ReleaseSlip, slip_id)
-                version = slip.version
-                barrier.wait(timeout=30)
-                results.append(engine.fire(slip, name, me, "作废" if name == "void" else "", version=version))
-            except Exception as exc:  # noqa: BLE001  (the loser's refusal is the point)
-                results.append(exc)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=gate, args=(n,)) for n in ("use", "void")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(app, staff_ids["security"], [(ReleaseSlip, slip_id, "use", ""),
+                                                   (ReleaseSlip, slip_id, "void", "作废")])
     assert sorted(isinstance(r, str) for r in results) == [False, True], results
     with app.app_context():
         slip = db.session.get(ReleaseSlip, slip_id)
         assert slip.state in {"used", "void"}
         assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
             AuditEntry.record_type == "release_slip", AuditEntry.action == "transition")) == 1
+
+
+def test_mov_4_two_desks_issuing_slips_at_once_never_share_a_number(app, staff_ids) -> None:
+    """Two clerks issue slips for two move-outs at the same moment: a number is never given twice;
+    a clerk who loses the race is told, nothing of the move-out is lost, and issuing again works."""
+    from tests.helpers import make_building
+    from workflow.engine import Conflict
+
+    with app.test_request_context():
+        building = make_building()
+        moves = []
+        for code in ("A-3-301", "A-4-401"):
+            moves.append(make_move_out(unit=make_unit(building, code=code, floor=int(code[2]))))
+        db.session.commit()
+        move_ids = []
+        for move in moves:
+            clerk = staff(staff_ids, "cs_clerk")
+            engine.fire(move, "settle_fees", clerk,
+                        values={"fees_settled_on": TODAY.isoformat(), "finance_confirmed_by": "王会计"})
+            engine.fire(move, "owner_consent", clerk, values={"owner_consent_name": "房东李"})
+            engine.fire(move, "check_goods", clerk)
+            move_ids.append(move.id)
+        db.session.remove()
+    outcomes = at_once(app, staff_ids["cs_clerk"], [(MoveOut, m, "issue_slip", "") for m in move_ids])
+    results = dict(zip(move_ids, outcomes, strict=True))
+    assert all(r == "done" or isinstance(r, Conflict) for r in results.values()), results
+    with app.test_request_context():
+        for move_id, outcome in results.items():
+            if outcome != "done":  # told, nothing written: the clerk issues again
+                assert not fresh(MoveOut, move_id).slips
+                engine.fire(fresh(MoveOut, move_id), "issue_slip", staff(staff_ids, "cs_clerk"))
+        numbers = sorted(s.number for s in db.session.scalars(sa.select(ReleaseSlip)))
+        year = datetime.now(UTC).year
+        assert numbers == [f"FX-{year}-00001", f"FX-{year}-00002"]
+        db.session.remove()
 
 
 # --- MOV-5 ---------------------------------------------------------------------------------------

@@ -20,11 +20,14 @@ from models.archive_records import (
     ArrearsCase,
     RentalRegistration,
     SpotCheckItem,
+    draw_full_check,
     draw_spot_check,
+    full_checks_due,
     record_result,
 )
 from models.archives import (
     ACCESS_KINDS,
+    CUSTOMER_SERVICE,
     DOCUMENT_GROUPS,
     Archive,
     ArchiveAccess,
@@ -36,8 +39,9 @@ from models.archives import (
 )
 from models.attachment import attachments_of, store
 from models.base import utcnow
+from models.registry import Building, Unit
 from models.validators import DomainError
-from views.base import SecureModelView
+from views.base import IdAjaxLoader, SecureModelView
 from views.roles import BUSINESS, FRONT_DESK, NOBODY, SUPERVISORS
 from views.templating import localtime
 from views.workflow import WorkflowModelView, state_filter
@@ -47,6 +51,32 @@ FINANCE_DESK = FRONT_DESK | {"finance"}
 
 def _me() -> Any:
     return current_user._get_current_object() if current_user.is_authenticated else None
+
+
+class ArchiveLoader(IdAjaxLoader):
+    """Pick an archive by its unit's code (what the desk knows), in building, floor, room order.
+    ``scoped`` keeps only archives the user may open (ARC-3); an access request must be able to
+    name an archive its author cannot open yet, so it is not scoped."""
+
+    def __init__(self, name: str, session: Any, model: Any, **options: Any) -> None:
+        self.scoped = bool(options.pop("scoped", False))
+        super().__init__(name, session, model, **{**options, "fields": [Unit.code]})
+
+    def get_query(self) -> Any:
+        query = db.session.query(Archive).join(Archive.unit).join(Unit.building).filter(
+            Archive.deleted_at.is_(None)).order_by(Building.code, Unit.floor, Unit.code)
+        return scope_archives(query, _me()) if self.scoped else query
+
+    def get_one(self, pk: Any) -> Any:
+        try:
+            key = int(pk)
+        except (TypeError, ValueError):
+            return None
+        return self.get_query().filter(Archive.id == key).one_or_none() if 0 < key < 2**63 else None
+
+
+def archive_ref(scoped: bool) -> dict[str, Any]:
+    return {"archive": {"loader_class": ArchiveLoader, "fields": ["id"], "page_size": 20, "scoped": scoped}}
 
 
 class StaleFilter(filters.BaseSQLAFilter):
@@ -159,7 +189,16 @@ class ArchiveAccessView(WorkflowModelView):
     form_choices = {"kind": [(k, v) for k, v in ACCESS_KINDS.items()]}
     column_formatters = {"kind": lambda v, c, m, n: ACCESS_KINDS.get(m.kind, m.kind),
                          "expires_at": lambda v, c, m, n: localtime(m.expires_at) if m.expires_at else "—"}
-    form_ajax_refs = {"archive": {"fields": ["id"], "page_size": 20}}
+    form_ajax_refs = archive_ref(scoped=False)
+    scoped_roles = BUSINESS - CUSTOMER_SERVICE  # they see their own requests only
+
+    def scope_query(self, query: Any) -> Any:
+        """Customer service keeps the register; everyone else sees only their own requests."""
+        query = super().scope_query(query)
+        me = _me()
+        if me is not None and set(me.roles) & CUSTOMER_SERVICE:
+            return query
+        return query.filter(ArchiveAccess.created_by_id == (me.id if me is not None else None))
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(ArchiveAccess.archive).joinedload(Archive.unit),
@@ -209,7 +248,7 @@ class ArchiveEventView(WorkflowModelView):
     column_labels = {"archive": _l("Archive"), "kind": _l("Kind"), "title": _l("Event"),
                      "description": _l("Description"), "occurred_on": _l("Occurred on"), "state": _l("Status"),
                      "filed_at": _l("Filed at")}
-    form_ajax_refs = {"archive": {"fields": ["id"], "page_size": 20}}
+    form_ajax_refs = archive_ref(scoped=True)
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(ArchiveEvent.archive).joinedload(Archive.unit))
@@ -232,7 +271,7 @@ class RentalView(SecureModelView):  # registrations have no workflow
     column_labels = {"archive": _l("Archive"), "kind": _l("Kind"), "tenant_name": _l("Tenant"),
                      "company": _l("Company"), "use": _l("Use"), "lease_from": _l("Lease from"),
                      "lease_to": _l("Lease to"), "contact": _l("Contact")}
-    form_ajax_refs = {"archive": {"fields": ["id"], "page_size": 20}}
+    form_ajax_refs = archive_ref(scoped=True)
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(RentalRegistration.archive).joinedload(Archive.unit))
@@ -264,7 +303,7 @@ class ArrearsView(WorkflowModelView):
                      "owed_since": _l("Owed since"), "last_follow_up_at": _l("Last follow-up"),
                      "next_due_at": _l("Next follow-up due"), "state": _l("Status")}
     column_default_sort = ("next_due_at", False)
-    form_ajax_refs = {"archive": {"fields": ["id"], "page_size": 20}}
+    form_ajax_refs = archive_ref(scoped=False)  # finance records debts without opening archives
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.column_filters = [state_filter(ArrearsCase), OverdueFilter(ArrearsCase.next_due_at, _l("Overdue"))]
@@ -297,7 +336,31 @@ class SpotCheckView(SecureModelView):
                                            db.joinedload(SpotCheckItem.archive).joinedload(Archive.unit))
 
     def extra_endpoints(self) -> dict[str, str]:
-        return {**super().extra_endpoints(), "draw_view": "view", "record_view": "view"}
+        return {**super().extra_endpoints(), "draw_view": "view", "record_view": "view", "full_view": "view"}
+
+    def render(self, template: str, **kwargs: Any) -> Any:
+        if template == self.list_template:
+            kwargs["full_due"] = full_checks_due()
+        return super().render(template, **kwargs)
+
+    @expose("/full/", methods=["POST"])
+    def full_view(self) -> Any:
+        """ARC-8: draw an estate's one-off full check, once it is due and only once."""
+        from flask_wtf.csrf import validate_csrf
+
+        try:
+            validate_csrf(request.form.get("csrf_token", ""))
+        except Exception:
+            abort(400)
+        due = {estate.id: estate for estate, _why in full_checks_due()}
+        estate = due.get(request.form.get("estate_id", type=int) or 0)
+        if estate is None:
+            flash(_("No full check is due for this estate."), "error")
+            return redirect(self.get_url(".index_view"))
+        check = draw_full_check(estate, _me())
+        db.session.commit()
+        flash(_("Full check of %(estate)s: %(n)s archives listed.", estate=estate, n=len(check.items)), "success")
+        return redirect(self.get_url(".index_view"))
 
     @expose("/draw/", methods=["POST"])
     def draw_view(self) -> Any:

@@ -90,12 +90,14 @@ def _text(value: Any, limit: int | None) -> str:
 
 
 def _field_label(name: str, view: Any, record_type: str | None) -> str:
-    labels = dict(getattr(view, "column_labels", None) or {})
-    if name in labels:
-        return str(labels[name])
+    """The screen's label; a foreign key (``unit_id``) takes its relation's label (``unit``)."""
     wf = WORKFLOWS.get(record_type or "")
-    field_labels = getattr(wf.model, "field_labels", {}) if wf is not None else {}
-    return str(field_labels.get(name, name))
+    labels = {**(getattr(wf.model, "field_labels", {}) if wf is not None else {}),
+              **dict(getattr(view, "column_labels", None) or {})}
+    for key in (name, name.removesuffix("_id")):
+        if key in labels:
+            return str(labels[key])
+    return name
 
 
 def change_rows(entry: AuditEntry, view: Any = None, limit: int | None = LONG) -> list[tuple[str, str, str]]:

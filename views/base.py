@@ -230,8 +230,10 @@ class SecureModelView(RoleGuard, ModelView):
         return self.get_query().filter(self.model.id == pk).one_or_none()
 
     def _create_ajax_loader(self, name: str, options: dict[str, Any]) -> Any:
+        options = dict(options)
+        loader = options.pop("loader_class", IdAjaxLoader)
         model = super()._create_ajax_loader(name, options).model
-        return IdAjaxLoader(name, self.session, model, **options)
+        return loader(name, self.session, model, **options)
 
     # --- forms: domain errors become field errors, nothing is written -----------------------
     def get_edit_form(self) -> type:

@@ -21,11 +21,10 @@ from models.attachment import attachments_of, store
 from models.moving import MOVE_IN_KINDS, MoveDamage, MoveIn, MoveOut, ReleaseSlip
 from models.registry import Occupancy
 from models.validators import DomainError
-from views.printing import pdf_response, render_pdf
+from views.printing import printed
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
 from views.templating import localtime
 from views.workflow import WorkflowModelView, state_filter
-from workflow.audit import record_event
 
 CATEGORY = _l("Moving")
 GATE_ROLES = frozenset({"security"})
@@ -104,7 +103,8 @@ class MoveOutView(WorkflowModelView):
         "goods": _l("Goods moved out"), "fees_settled_on": _l("Fees settled on"),
         "finance_confirmed_by": _l("Confirmed by (finance)"), "owner_consent_name": _l("Owner's consent signed by"),
         "owner_consented_at": _l("Consent recorded at"), "goods_checked": _l("Goods checked"),
-        "moved_out_on": _l("Moved out on"), "slips": _l("Release slips"), "state": _l("Status"),
+        "goods_checked_by": _l("Goods checked by"), "moved_out_on": _l("Moved out on"),
+        "slips": _l("Release slips"), "state": _l("Status"),
         "created_at": _l("Created"),
     }
     column_formatters_detail = {"slips": _slips}
@@ -206,15 +206,11 @@ class ReleaseSlipView(WorkflowModelView):
         slip = self.get_one(str(id))
         if slip is None or slip.deleted_at is not None:
             abort(404)
-        filename = f"release-slip-{slip.number}.pdf"
-        data = render_pdf("print/release_slip.html", slip=slip,
-                          state=ReleaseSlip.workflow.state_label(slip.state),
-                          issued_by=slip.created_by.full_name if slip.created_by else "",
-                          resident=slip.move_out.occupancy.resident.name if slip.move_out else slip.carrier,
-                          issued_at=localtime(slip.issued_at))
-        record_event("print", record=slip, comment=filename)
-        db.session.commit()
-        return pdf_response(data, filename)
+        return printed(slip, "print/release_slip.html", f"release-slip-{slip.number}.pdf", slip=slip,
+                       state=ReleaseSlip.workflow.state_label(slip.state),
+                       issued_by=slip.created_by.full_name if slip.created_by else "",
+                       resident=slip.move_out.occupancy.resident.name if slip.move_out else slip.carrier,
+                       issued_at=localtime(slip.issued_at))
 
 
 class MoveDamageView(WorkflowModelView):

@@ -43,12 +43,13 @@ class EstateView(SecureModelView):
     permissions = {"view": BUSINESS, "create": SUPERVISORS, "edit": SUPERVISORS,
                    "export": SUPERVISORS, "delete": NOBODY}
     column_list = ["code", "name", "kind", "address"]
-    column_details_list = ["code", "name", "kind", "address", "created_at", "updated_at"]
-    column_export_list = ["code", "name", "kind", "address"]
-    form_columns = ["code", "name", "kind", "address"]
+    column_details_list = ["code", "name", "kind", "address", "handover_date", "created_at", "updated_at"]
+    column_export_list = ["code", "name", "kind", "address", "handover_date"]
+    form_columns = ["code", "name", "kind", "address", "handover_date"]
     column_searchable_list = ["code", "name"]
     column_labels = {"code": _l("Code"), "name": _l("Name"), "kind": _l("Kind"),
-                     "address": _l("Address"), "created_at": _l("Created"), "updated_at": _l("Updated")}
+                     "address": _l("Address"), "handover_date": _l("Handed over on"),
+                     "created_at": _l("Created"), "updated_at": _l("Updated")}
     column_formatters = {"kind": label(ESTATE_KINDS)}
     column_formatters_export = {"kind": label(ESTATE_KINDS)}
     form_overrides = {"kind": SelectField}
