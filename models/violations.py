@@ -19,7 +19,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models import violation_rules as r
-from models.base import UTCDateTime, db, next_number, utcnow
+from models.base import UTCDateTime, current_actor_id, db, next_number, utcnow
 from models.registry import Resident, Unit
 from models.staff import Staff
 from models.workflow import Tracked
@@ -226,6 +226,13 @@ class Violation(Tracked, db.Model):
             raise DomainError(_l("Choose a value from the list."), "severity")
         if (self.economic_loss or self.public_safety) and self.severity != "major":
             raise DomainError(_l("Economic loss or a threat to public safety makes it major (VIO-2)."), "severity")
+        was = sa.inspect(self).attrs.severity.history.deleted
+        if self.id is not None and self.severity != "major" and "major" in was:
+            # VIO-4: a major violation is the manager's; the desk may not hand it back to the supervisor
+            actor = db.session.get(Staff, current_actor_id() or 0)
+            if actor is None or "manager" not in set(actor.roles):
+                raise DomainError(_l("Only the manager may regrade a major violation as general (VIO-4)."),
+                                  "severity")
 
 
 class ViolationAction(db.Model):

@@ -78,6 +78,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
 
 
 def wipe(app: Flask) -> None:
+    from models.duty import duty_log_guard_statements, duty_log_unguard_statements
+
     with app.app_context():
         db.session.remove()
         tables = list(reversed(db.metadata.sorted_tables))
@@ -90,12 +92,15 @@ def wipe(app: Flask) -> None:
                 conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
                 for name in ("audit_entry", "audit_head"):
                     conn.execute(sa.text(f"ALTER TABLE {name} ENABLE TRIGGER USER"))
-            else:
+            else:  # the duty log's DTY-3 triggers too
                 for name in ("audit_entry_no_delete", "audit_head_no_delete"):
                     conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
+                for statement in duty_log_unguard_statements("sqlite"):
+                    conn.exec_driver_sql(statement)
                 for table in tables:
                     conn.execute(table.delete())
-                for statement in guard_statements("sqlite") + head_guard_statements("sqlite"):
+                for statement in (guard_statements("sqlite") + head_guard_statements("sqlite")
+                                  + duty_log_guard_statements("sqlite")):
                     conn.exec_driver_sql(statement)
             ensure_head(conn)
 

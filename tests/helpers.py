@@ -236,23 +236,3 @@ def make_duty_log(**overrides: Any) -> Any:
     entry = add_entry(author, **values)
     db.session.flush()
     return entry
-
-
-@sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
-def _lift_duty_log_guard(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-    """tests/conftest.wipe empties every table with a bare ``DELETE FROM duty_log`` on SQLite; the
-    DTY-3 trigger refuses that, so it is lifted for that one statement (never for a DELETE ... WHERE)."""
-    if conn.dialect.name == "sqlite" and statement.strip() == "DELETE FROM duty_log":
-        from models.duty import duty_log_unguard_statements
-
-        for ddl in duty_log_unguard_statements("sqlite"):
-            cursor.execute(ddl)
-
-
-@sa.event.listens_for(sa.engine.Engine, "after_cursor_execute")
-def _restore_duty_log_guard(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-    if conn.dialect.name == "sqlite" and statement.strip() == "DELETE FROM duty_log":
-        from models.duty import duty_log_guard_statements
-
-        for ddl in duty_log_guard_statements("sqlite"):
-            cursor.execute(ddl)

@@ -234,6 +234,22 @@ def test_dty_4_items_counted_missing_recorded_and_log_read(db_session, staff_ids
     assert h.state == "taken"
 
 
+def test_dty_4_desk_items_are_ticked_by_name_on_the_form(db_session, staff_ids, login_as) -> None:
+    clerk = login_as("cs_clerk")
+    page = clerk.get("/admin/duty_handover/new/").get_data(as_text=True)
+    assert 'type="checkbox"' in page and "对讲机" in page and "灭火器" in page  # names, not keys to type
+    form = {"csrf_token": csrf_token(clerk), "desk": "main", "outgoing": staff_ids["cs_clerk"],
+            "missing_items": "", "anomalies": ""}
+    bogus = clerk.post("/admin/duty_handover/new/", data={**form, "items_counted": ["radio", "crowbar"]})
+    assert bogus.status_code == 200 and db.session.scalar(sa.select(sa.func.count()).select_from(DutyHandover)) == 0
+    response = clerk.post("/admin/duty_handover/new/", data={**form, "items_counted": ["radio", "keys"]})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    h = db.session.scalar(sa.select(DutyHandover))
+    assert h.items_counted == "radio,keys"
+    details = clerk.get(f"/admin/duty_handover/details/?id={h.id}").get_data(as_text=True)
+    assert "对讲机、钥匙柜钥匙" in details
+
+
 def test_dty_4_open_important_work_blocks_the_handover(db_session, staff_ids) -> None:
     guard = staff(staff_ids, "security")
     entry = make_duty_log(important=True, body="电梯困人，已通知维保")
@@ -435,7 +451,7 @@ PERMISSION_CREATE = {
                                "staff": ids["staff"]},
     "duty_swap": lambda ids: {"shift": ids["duty_shift"], "to_staff": ids["staff"], "reason": "家中有事"},
     "duty_log": lambda ids: {"kind": "desk_safety", "body": "灭火器压力正常", "desk": "main", "corrects_id": ""},
-    "duty_handover": lambda ids: {"desk": "main", "outgoing": ids["staff"], "items_counted": "radio,keys",
+    "duty_handover": lambda ids: {"desk": "main", "outgoing": ids["staff"], "items_counted": ["radio", "keys"],
                                   "missing_items": "", "anomalies": ""},
     "visitor_log": lambda ids: {"name": "访客乙", "id_shown": "110105198001011234", "host_unit": ids["unit"],
                                 "plate": "", "time_in": "2026-11-20 09:00:00", "time_out": ""},
@@ -443,7 +459,7 @@ PERMISSION_CREATE = {
 }
 PERMISSION_EDIT = {
     "duty_roster": lambda ids: {"month": "2027-01-01", "note": "春节前后加派夜班"},
-    "duty_handover": lambda ids: {"desk": "main", "outgoing": ids["staff"], "items_counted": "radio,keys,torch",
+    "duty_handover": lambda ids: {"desk": "main", "outgoing": ids["staff"], "items_counted": ["radio", "keys", "torch"],
                                   "missing_items": "灭火器送检", "anomalies": ""},
     "visitor_log": lambda ids: {"name": "访客甲", "id_shown": "110105198001011234", "host_unit": ids["unit"],
                                 "plate": "沪A12345", "time_in": "2026-11-20 09:00:00",

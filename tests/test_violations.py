@@ -147,6 +147,26 @@ def test_vio_2_economic_loss_or_public_safety_makes_it_major(db_session, login_a
     assert db.session.scalar(sa.select(Violation.responsible_role)) == "manager"
 
 
+def test_vio_4_only_the_manager_regrades_a_major_violation_as_general(db_session, login_as, english) -> None:
+    """Unticking the facts must not move a major violation from the manager to the supervisor."""
+    unit = make_unit()
+    db.session.commit()
+    clerk = login_as("cs_clerk")
+    clerk.post("/admin/violation/new/", data={"csrf_token": csrf_token(clerk), **form(
+        unit.id, economic_loss="y", severity="major")})
+    v = db.session.scalar(sa.select(Violation))
+    edit = {**form(unit.id), "version": str(v.version)}  # loss unticked, severity general
+    body = clerk.post(f"/admin/violation/edit/?id={v.id}", data={"csrf_token": csrf_token(clerk), **edit},
+                      follow_redirects=True).get_data(as_text=True)
+    assert "Only the manager may regrade a major violation" in body
+    v = fresh(v.id)
+    assert (v.severity, v.responsible_role, v.economic_loss) == ("major", "manager", True)
+    manager = login_as("manager")
+    response = manager.post(f"/admin/violation/edit/?id={v.id}", data={"csrf_token": csrf_token(manager), **edit})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert (fresh(v.id).severity, fresh(v.id).responsible_role) == ("general", "cs_supervisor")
+
+
 # --- VIO-3: persuade first, register, numbered coordination sheet ------------------------------
 def test_vio_3_persuasion_first_then_a_numbered_coordination_sheet(db_session, staff_ids, english) -> None:
     clerk = person(staff_ids, "cs_clerk")

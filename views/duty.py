@@ -33,6 +33,7 @@ from models.duty_desk import DutyDaySignoff, DutyHandover, sign_days, unsigned_d
 from models.duty_security import PATROL_ROLES, PatrolRecord, VisitorLog, short_patrol_days
 from models.validators import DomainError
 from views.base import SecureModelView, SecureView
+from views.fields import CheckboxesField
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
 from views.workflow import WorkflowModelView, state_filter
 
@@ -172,9 +173,11 @@ class DutyHandoverView(WorkflowModelView):
                      "missing_items": _l("Missing items"), "anomalies": _l("Anomalies"),
                      "read_previous_log": _l("Read the previous log"), "taken_at": _l("Taken over at"),
                      "handed_at": _l("Handed over at")}
-    column_descriptions = {"items_counted": _l("Comma-separated: %(items)s",
-                                               items=", ".join(DESK_ITEMS))}
-    form_args = {"desk": {"default": "main"}}
+    form_overrides = {"items_counted": CheckboxesField}
+    form_args = {"desk": {"default": "main"},
+                 "items_counted": {"choices": list(DESK_ITEMS.items()), "validate_choice": True}}
+    column_formatters = {"items_counted": lambda v, c, m, n: "、".join(
+        str(DESK_ITEMS.get(k, k)) for k in (m.items_counted or "").split(",") if k)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(DutyHandover.outgoing),

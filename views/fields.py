@@ -10,7 +10,23 @@ from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
 from flask_babel import get_timezone
 from flask_babel import gettext as _
-from wtforms import DateTimeField
+from wtforms import DateTimeField, SelectMultipleField
+from wtforms.widgets import CheckboxInput, ListWidget
+
+
+class CheckboxesField(SelectMultipleField):
+    """A checklist ticked on the form, stored as one comma-separated column of choice keys."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+    def process_data(self, value: Any) -> None:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        super().process_data(value)
+
+    def populate_obj(self, obj: Any, name: str) -> None:
+        setattr(obj, name, ",".join(self.data or []) or None)
 
 
 class LocalDateTimeField(DateTimeField):
