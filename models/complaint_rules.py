@@ -84,10 +84,8 @@ def closable_duplicate(c: Complaint, staff: Staff | None) -> object:
 
 def visited(c: Complaint) -> object:
     """VIS-1: the follow-up visit (or the reason it was impossible) is recorded."""
-    try:
-        from models.visits import completed_visit_for
-    except ImportError:  # the visits regulation is not installed: nothing can prove the visit
-        return _l("Record the follow-up visit first.")
+    from models.visits import completed_visit_for
+
     return None if completed_visit_for(c) is not None else _l("Record the follow-up visit first.")
 
 

@@ -245,11 +245,9 @@ def warn(level: str) -> Any:
 
 
 def _violation(ren: Renovation, firing: Firing) -> Any:
-    """The written notice (违约单) is also a Violation (VIO), when that regulation is installed."""
-    try:
-        from models.violations import new_from_renovation
-    except ImportError:
-        return None
+    """The written notice (违约单) is also a Violation (VIO): one penalty ladder."""
+    from models.violations import new_from_renovation
+
     return new_from_renovation(ren, firing.user, ren.breach_description or "")
 
 

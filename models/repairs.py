@@ -59,10 +59,8 @@ def _completed(order: RepairOrder, firing: Firing) -> None:
 
 def _repair_visit_satisfaction(order: RepairOrder) -> str | None:
     """The resident's verdict from a repair visit (models.visits, VIS-2), when one was recorded."""
-    try:
-        from models.visits import DONE_STATES, Visit
-    except ImportError:
-        return None
+    from models.visits import DONE_STATES, Visit
+
     if order.id is None:
         return None
     satisfied = db.session.scalar(sa.select(Visit.satisfied).where(

@@ -80,43 +80,36 @@ def seed_visits() -> int:
     if manager is None or supervisor is None or clerk is None:
         return 0
     rng, added = random.Random(20261124), 0
-    try:
-        from models.complaints import Complaint
-    except ImportError:
-        Complaint = None  # noqa: N806
-    if Complaint is not None and hasattr(Complaint, "handled_at"):
-        told = db.session.scalars(sa.select(Complaint).where(
-            Complaint.state == "told", Complaint.deleted_at.is_(None),
-            ~sa.exists().where(Visit.complaint_id == Complaint.id)).order_by(Complaint.id)).all()
-        for i, complaint in enumerate(told):
-            if i % 3 == 2:
-                continue  # still waiting for its follow-up: overdue after 3 days
-            visitor = _visitor_for(complaint)
-            recorder = visitor if visitor is not None and visitor.roles & VISITORS else supervisor
-            visit = record_demo_visit(complaint, complaint.handled_at + timedelta(hours=rng.randint(2, 60)),
-                                      kind="complaint", on_site=i % 2 == 0, recorder=recorder,
-                                      visitor=visitor, opinion=OPINIONS[i % len(OPINIONS)], seed=i)
-            added += 1
-            if i % 4 == 0:
-                engine.fire(visit, "sign", manager)
-    try:
-        from models.repairs import RepairOrder
-    except ImportError:
-        RepairOrder = None  # noqa: N806
-    if RepairOrder is not None:
-        visited = sa.exists().where(Visit.repair_order_id == RepairOrder.id)
-        done = db.session.scalars(sa.select(RepairOrder).where(RepairOrder.completed_at.is_not(None),
-                                                               RepairOrder.deleted_at.is_(None), ~visited)
-                                  .order_by(RepairOrder.id).limit(20)).all()
-        engineer = _staff("engineer") or supervisor
-        for i, order in enumerate(done):
-            major = bool(order.emergency)  # VIS-2: major repairs on site, ordinary ones by phone
-            visit = record_demo_visit(order, order.completed_at + timedelta(days=1), kind="repair", on_site=major,
-                                      recorder=engineer if major else clerk, opinion=OPINIONS[i % len(OPINIONS)],
-                                      seed=100 + i)
-            added += 1
-            if i % 3 == 0:
-                engine.fire(visit, "sign", manager)
+    from models.complaints import Complaint
+    from models.repairs import RepairOrder
+
+    told = db.session.scalars(sa.select(Complaint).where(
+        Complaint.state == "told", Complaint.deleted_at.is_(None),
+        ~sa.exists().where(Visit.complaint_id == Complaint.id)).order_by(Complaint.id)).all()
+    for i, complaint in enumerate(told):
+        if i % 3 == 2:
+            continue  # still waiting for its follow-up: overdue after 3 days
+        visitor = _visitor_for(complaint)
+        recorder = visitor if visitor is not None and visitor.roles & VISITORS else supervisor
+        visit = record_demo_visit(complaint, complaint.handled_at + timedelta(hours=rng.randint(2, 60)),
+                                  kind="complaint", on_site=i % 2 == 0, recorder=recorder,
+                                  visitor=visitor, opinion=OPINIONS[i % len(OPINIONS)], seed=i)
+        added += 1
+        if i % 4 == 0:
+            engine.fire(visit, "sign", manager)
+    visited = sa.exists().where(Visit.repair_order_id == RepairOrder.id)
+    done = db.session.scalars(sa.select(RepairOrder).where(RepairOrder.completed_at.is_not(None),
+                                                           RepairOrder.deleted_at.is_(None), ~visited)
+                              .order_by(RepairOrder.id).limit(20)).all()
+    engineer = _staff("engineer") or supervisor
+    for i, order in enumerate(done):
+        major = bool(order.emergency)  # VIS-2: major repairs on site, ordinary ones by phone
+        visit = record_demo_visit(order, order.completed_at + timedelta(days=1), kind="repair", on_site=major,
+                                  recorder=engineer if major else clerk, opinion=OPINIONS[i % len(OPINIONS)],
+                                  seed=100 + i)
+        added += 1
+        if i % 3 == 0:
+            engine.fire(visit, "sign", manager)
     added += _surveys(clerk, supervisor, manager)
     return added
 

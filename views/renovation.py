@@ -48,11 +48,9 @@ def _state(model: type) -> Any:
 
 
 def _printables(ren: Renovation) -> list[dict[str, Any]]:
-    """REN-8: the printable documents (views/renovation_print.py, the print helper's), if installed."""
-    try:
-        from views.renovation_print import printable_documents
-    except ImportError:
-        return []
+    """REN-8: the printable documents (views/renovation_print.py)."""
+    from views.renovation_print import printable_documents
+
     return printable_documents(ren)
 
 
