@@ -109,6 +109,9 @@ def _penaliser(v: Violation, staff: Staff | None) -> object:
     return None
 
 
+penaliser = _penaliser  # a "who" guard: the penalty buttons show only to those who may penalise
+
+
 def persuaded(v: Violation) -> object:
     """VIO-3: staff persuade first; only an ignored persuasion is registered."""
     return None if v.persuaded_at is not None else _l("Record the persuasion first (VIO-3).")

@@ -88,6 +88,26 @@ def test_cmp_4_flow_received_dispatched_accepted_handled_told_visited_closed(db_
 
 
 @pytest.mark.usefixtures("english")
+def test_cmp_4_handling_is_offered_only_to_the_responsible_department_before_notes_are_typed(
+        db_session, staff_ids) -> None:
+    """The department check is about who acts (a "who" guard), so the buttons and My work leave the
+    step out for other departments even while the handling notes are still empty."""
+    engineer = joins(person(staff_ids, "engineering"), "engineering")
+    guard = joins(person(staff_ids, "security"), "security")
+    c = make_complaint(department=department("engineering"))
+    db.session.commit()
+    engine.fire(c, "dispatch", person(staff_ids, "cs_clerk"))
+    engine.fire(fresh(c.id), "accept", engineer)
+    c = fresh(c.id)
+    handle = Complaint.workflow.transition("handle")
+    assert c.handling_notes is None
+    assert engine.may_fire(c, handle, engineer) and not engine.may_fire(c, handle, guard)
+    assert "handle" not in {t.name for t in engine.available(c, guard)}
+    assert "responsible department" in refusal(
+        lambda: engine.fire(c, "handle", guard, values={"handling_notes": "看过了"}))
+    assert fresh(c.id).handling_notes is None
+
+
 def test_cmp_4_department_signs_receipt_over_http_and_others_are_refused(db_session, login_as, staff_ids) -> None:
     c = dispatched(staff_ids)
     body = http_fire(login_as("security"), fresh(c.id), "accept")

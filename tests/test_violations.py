@@ -241,6 +241,9 @@ def test_vio_7_only_manager_or_supervisor_penalise_and_only_signed_takes_effect(
     supervisor = person(staff_ids, "cs_supervisor")
     assert "major violation (VIO-7)" in refusal(
         lambda: engine.fire(fresh(v.id), "rectify", supervisor, values={"rectify_by": "2026-12-31"}))
+    offered = {t.name for t in engine.available(fresh(v.id), supervisor)}  # fields empty: still not offered
+    assert not offered & {"rectify", "compensate", "criticise", "sue", "arrears_late_fee", "arrears_penalty"}
+    assert "rectify" in {t.name for t in engine.available(fresh(v.id), person(staff_ids, "manager"))}
     general = registered(staff_ids)
     sup = login_as("cs_supervisor")
     assert "Sent for approval" in http_fire(sup, general, "rectify", field_rectify_by="2026-12-31 18:00")

@@ -100,7 +100,7 @@ class Transition:
     target: str
     roles: frozenset[str] = frozenset()
     label: Any = None
-    guard: Guard | None = None
+    guard: Guard | None = None  # about the record's data: checked once the required fields are typed
     requires: tuple[str, ...] = ()
     password: bool = False
     comment_required: bool = False
@@ -110,6 +110,8 @@ class Transition:
     todo: bool = True  # shown in "My work" for those who may fire it
     system: bool = False  # fired by the sweep/CLI, never by a person
     danger: bool = False
+    who: Guard | None = None  # about the person, (record, user): checked always, so My work lists the
+    # step only to those who may give it, even while its fields are still to be typed
 
 
 @dataclass
@@ -248,13 +250,18 @@ def _wants_user(guard: Guard) -> bool:
     return len(inspect.signature(guard).parameters) >= 2
 
 
-def _guard_message(t: Transition, record: Any, user: Staff | None) -> Any | None:
-    if t.guard is None:
+def _guard_message(t: Transition, record: Any, user: Staff | None, guard: Guard | None = None) -> Any | None:
+    guard = guard or t.guard
+    if guard is None:
         return None
-    verdict = t.guard(record, user) if _wants_user(t.guard) else t.guard(record)
+    verdict = guard(record, user) if _wants_user(guard) else guard(record)
     if verdict is None or verdict is True:
         return None
     return _l("Not possible now.") if verdict is False else verdict
+
+
+def _who_message(t: Transition, record: Any, user: Staff | None) -> Any | None:
+    return _guard_message(t, record, user, t.who) if t.who is not None else None
 
 
 def may_fire(record: Any, t: Transition, user: Staff | None, *, guards: bool = True) -> bool:
@@ -265,7 +272,11 @@ def may_fire(record: Any, t: Transition, user: Staff | None, *, guards: bool = T
         return user is None
     if user is None or not user.is_active or not (user.roles & roles_for(wf, t)):
         return False
-    if not guards or any(getattr(record, f, None) in (None, "", []) for f in t.requires):
+    if not guards:
+        return True
+    if _who_message(t, record, user) is not None:
+        return False
+    if any(getattr(record, f, None) in (None, "", []) for f in t.requires):
         return True  # a guard about fields still to be typed is checked when the step is fired
     return _guard_message(t, record, user) is None
 
@@ -530,6 +541,9 @@ def _fire(record: Any, name: str, user: Staff | None, comment: str, version: int
         raise NotAllowed(_l("Only the system does this step."))
     if not t.system and (user is None or not user.is_active or not user.roles & roles_for(wf, t)):
         raise NotAllowed(_l("Your role may not do “%(t)s”.", t=t.label or t.name))
+    refusal = _who_message(t, record, user)
+    if refusal is not None:
+        raise NotAllowed(refusal)
     _check_password(t, user, password)
     for key, value in (values or {}).items():
         if key in t.requires and isinstance(value, str):
