@@ -42,3 +42,36 @@ def test_acc_6_unit_export_uses_only_export_columns(login_as, db_session) -> Non
     body = login_as("cs_supervisor").get("/admin/unit/export/csv/").get_data(as_text=True)
     header = body.splitlines()[0]
     assert header.count(",") == 4 and "version" not in body.lower()
+
+
+def test_acc_6_every_workflow_export_names_the_status_not_its_key(app, login_as, db_session) -> None:
+    """Exports say 已迁出/放行, never the stored key; one HTTP export, then every screen's formatter."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from flask_babel import force_locale
+
+    from models.base import utcnow
+    from models.moving import MoveDamage
+    from tests.test_permissions import model_views
+    from views.workflow import WorkflowModelView
+    from workflow import engine
+
+    unit = make_unit()
+    db.session.add(MoveDamage(unit=unit, mover="搬家公司", description="电梯划伤", amount=Decimal("100.00"),
+                              restore_by=utcnow() + timedelta(days=3)))
+    db.session.commit()
+    body = login_as("cs_supervisor").get("/admin/move_damage/export/csv/").get_data(as_text=True)
+    label = str(engine.workflow_of(MoveDamage).state_label("charged"))
+    assert label in body and ",charged" not in body
+    checked = 0
+    with app.test_request_context(), force_locale("zh_Hans_CN"):
+        for view in model_views(app):
+            if isinstance(view, WorkflowModelView) and "state" in (view.column_export_list or []):
+                wf = engine.workflow_of(view.model)
+                record = view.model()  # transient: never added to the session
+                record.state = wf.initial
+                assert view.column_formatters_export["state"](view, None, record, "state") == \
+                    wf.state_label(wf.initial), view.endpoint
+                checked += 1
+    assert checked >= 15

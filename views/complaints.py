@@ -177,8 +177,7 @@ class ComplaintView(WorkflowModelView):
         self.column_formatters = {**self.column_formatters, **labels, "number": _number}
         self.column_formatters_detail = {**self.column_formatters_detail, **labels,
                                          "contact_phone": lambda v, c, m, n: m.contact_phone or ""}
-        self.column_formatters_export = {
-            **labels, "state": lambda v, c, m, n: Complaint.workflow.state_label(m.state)}
+        self.column_formatters_export = {**self.column_formatters_export, **labels}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(Complaint.unit), db.joinedload(Complaint.department),

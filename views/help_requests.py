@@ -162,9 +162,8 @@ class HelpRequestView(WorkflowModelView):
             "repair_order": _repair_link, "complaint": _complaint_link, "caller_phone": _sensitive,
             "medical_address": _sensitive,
             "state": lambda v, c, m, n: HelpRequest.workflow.state_label(m.state)}
-        self.column_formatters_export = {
-            "category": _label(CATEGORIES), "sub_kind": _label(ALL_SUB_KINDS),
-            "state": lambda v, c, m, n: HelpRequest.workflow.state_label(m.state)}
+        self.column_formatters_export = {**self.column_formatters_export, "category": _label(CATEGORIES),
+                                         "sub_kind": _label(ALL_SUB_KINDS)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(HelpRequest.unit))
@@ -228,8 +227,7 @@ class RepairOrderView(WorkflowModelView):
         self.column_formatters = {**self.column_formatters, "satisfaction": _label(SATISFACTION)}
         self.column_formatters_detail = {"satisfaction": _label(SATISFACTION), "help_request": _help_link,
                                          "state": lambda v, c, m, n: RepairOrder.workflow.state_label(m.state)}
-        self.column_formatters_export = {"satisfaction": _label(SATISFACTION),
-                                         "state": lambda v, c, m, n: RepairOrder.workflow.state_label(m.state)}
+        self.column_formatters_export = {**self.column_formatters_export, "satisfaction": _label(SATISFACTION)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(RepairOrder.unit), db.joinedload(RepairOrder.assignee),

@@ -53,7 +53,6 @@ class KeyCustodyView(WorkflowModelView):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.column_filters = [state_filter(KeyCustody)]
         super().__init__(*args, **kwargs)
-        self.column_formatters_export = {"state": lambda v, c, m, n: KeyCustody.workflow.state_label(m.state)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(KeyCustody.unit), db.joinedload(KeyCustody.resident))

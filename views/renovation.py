@@ -43,10 +43,6 @@ class DrawingForm(FlaskForm):
     file = FileField()
 
 
-def _state(model: type) -> Any:
-    return lambda v, c, m, n: model.workflow.state_label(m.state)
-
-
 def _printables(ren: Renovation) -> list[dict[str, Any]]:
     """REN-8: the printable documents (views/renovation_print.py)."""
     from views.renovation_print import printable_documents
@@ -107,7 +103,6 @@ class RenovationView(WorkflowModelView):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.column_filters = [state_filter(Renovation)]
         super().__init__(*args, **kwargs)
-        self.column_formatters_export = {"state": _state(Renovation)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(Renovation.unit), db.joinedload(Renovation.applicant))
@@ -227,7 +222,6 @@ class HotWorkView(WorkflowModelView):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.column_filters = [state_filter(HotWork)]
         super().__init__(*args, **kwargs)
-        self.column_formatters_export = {"state": _state(HotWork)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(HotWork.renovation).joinedload(Renovation.unit))
@@ -254,7 +248,6 @@ class TemporaryPowerView(WorkflowModelView):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.column_filters = [state_filter(TemporaryPower)]
         super().__init__(*args, **kwargs)
-        self.column_formatters_export = {"state": _state(TemporaryPower)}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(TemporaryPower.renovation).joinedload(Renovation.unit))

@@ -125,8 +125,7 @@ class ViolationView(WorkflowModelView):
                   "cut_reason": _label(rules.CUT_REASONS), "utility": _label(rules.UTILITIES)}
         self.column_formatters = {**self.column_formatters, **labels}
         self.column_formatters_detail = {**self.column_formatters_detail, **labels}
-        self.column_formatters_export = {**labels,
-                                         "state": lambda v, c, m, n: Violation.workflow.state_label(m.state)}
+        self.column_formatters_export = {**self.column_formatters_export, **labels}
 
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(Violation.unit), db.joinedload(Violation.resident))

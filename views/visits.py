@@ -105,7 +105,7 @@ class VisitView(WorkflowModelView):
         ]
         super().__init__(*args, **kwargs)
         self.column_formatters_export = {
-            "state": lambda v, c, m, n: Visit.workflow.state_label(m.state),
+            **self.column_formatters_export,
             "kind": lambda v, c, m, n: m.kind_label, "method": lambda v, c, m, n: m.method_label,
         }
 

@@ -124,6 +124,9 @@ class WorkflowModelView(SecureModelView):
             detail = dict(self.column_formatters_detail)
             detail.setdefault("state", self._state_formatter)
             self.column_formatters_detail = detail
+        exported = dict(self.column_formatters_export or {})  # the label (已关闭), never the key (closed)
+        exported.setdefault("state", lambda v, c, m, n: engine.workflow_of(m).state_label(m.state))
+        self.column_formatters_export = exported
 
     @staticmethod
     def _state_formatter(view: Any, context: Any, model: Any, name: str) -> Markup:
