@@ -75,3 +75,15 @@ def test_acc_6_every_workflow_export_names_the_status_not_its_key(app, login_as,
                     wf.state_label(wf.initial), view.endpoint
                 checked += 1
     assert checked >= 15
+
+
+def test_acc_6_coded_columns_show_their_labels_in_lists_and_exports(app) -> None:
+    """A column chosen from a list (form_choices) is shown and exported by its label (管理费), not its key."""
+    from tests.test_permissions import model_views
+
+    unlabelled = []
+    for view in model_views(app):
+        exported = set(view.column_export_list or []) | set(view.column_list or [])
+        labelled = set(view.column_choices or {}) | set(view.column_formatters_export or {})
+        unlabelled += [f"{view.endpoint}.{c}" for c in (view.form_choices or {}) if c in exported - labelled]
+    assert unlabelled == []

@@ -256,6 +256,7 @@ class RentalView(SecureModelView):  # registrations have no workflow
                            "contact", "created_at"]
     form_columns = ["archive", "kind", "tenant_name", "company", "use", "lease_from", "lease_to", "contact"]
     form_choices = {"kind": [("rental", _l("Rental")), ("commercial", _l("Commercial use"))]}
+    column_choices = form_choices  # list, details and export show 出租/商住, not the key
     column_labels = {"archive": _l("Archive"), "kind": _l("Kind"), "tenant_name": _l("Tenant"),
                      "company": _l("Company"), "use": _l("Use"), "lease_from": _l("Lease from"),
                      "lease_to": _l("Lease to"), "contact": _l("Contact")}
@@ -287,6 +288,7 @@ class ArrearsView(WorkflowModelView):
     form_columns = ["archive", "fee", "amount", "owed_since"]
     form_choices = {"fee": [("management", _l("Management fee")), ("water", _l("Water")),
                             ("electricity", _l("Electricity"))]}
+    column_choices = form_choices
     column_labels = {"archive": _l("Archive"), "fee": _l("Fee"), "amount": _l("Amount owed"),
                      "owed_since": _l("Owed since"), "last_follow_up_at": _l("Last follow-up"),
                      "next_due_at": _l("Next follow-up due"), "state": _l("Status")}
