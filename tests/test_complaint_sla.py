@@ -87,7 +87,6 @@ def test_cmp_4_flow_received_dispatched_accepted_handled_told_visited_closed(db_
                                                               "close"]
 
 
-@pytest.mark.usefixtures("english")
 def test_cmp_4_handling_is_offered_only_to_the_responsible_department_before_notes_are_typed(
         db_session, staff_ids) -> None:
     """The department check is about who acts (a "who" guard), so the buttons and My work leave the
@@ -108,6 +107,7 @@ def test_cmp_4_handling_is_offered_only_to_the_responsible_department_before_not
     assert fresh(c.id).handling_notes is None
 
 
+@pytest.mark.usefixtures("english")
 def test_cmp_4_department_signs_receipt_over_http_and_others_are_refused(db_session, login_as, staff_ids) -> None:
     c = dispatched(staff_ids)
     body = http_fire(login_as("security"), fresh(c.id), "accept")
