@@ -13,12 +13,14 @@ from flask_babel import lazy_gettext as _l
 from config import SECRET_NAMES, Config, load_secrets
 from extensions import babel, csrf, migrate
 from models import db
+from views import params
 
 ROOT = Path(__file__).resolve().parent
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"))
+    params.init_app(app)  # before any route: every request integer range-checked (issue 12 §5)
     app.config.from_object(Config)
     app.config.from_pyfile("config.py", silent=True)
     if test_config:

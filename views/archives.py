@@ -42,6 +42,7 @@ from models.base import utcnow
 from models.registry import Building, Unit
 from models.validators import DomainError
 from views.base import IdAjaxLoader, SecureModelView
+from views.params import record_id
 from views.roles import BUSINESS, FRONT_DESK, NOBODY, SUPERVISORS
 from views.templating import localtime
 from views.workflow import WorkflowModelView, state_filter
@@ -68,11 +69,8 @@ class ArchiveLoader(IdAjaxLoader):
         return scope_archives(query, _me()) if self.scoped else query
 
     def get_one(self, pk: Any) -> Any:
-        try:
-            key = int(pk)
-        except (TypeError, ValueError):
-            return None
-        return self.get_query().filter(Archive.id == key).one_or_none() if 0 < key < 2**63 else None
+        key = record_id(pk)
+        return None if key is None else self.get_query().filter(Archive.id == key).one_or_none()
 
 
 def archive_ref(scoped: bool) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from models.validators import DomainError
 from security.accounts import log_event
 from security.auth import recently_reauthenticated
 from views.fields import ModelConverter
+from views.params import ListParams, record_id
 from views.templating import localtime
 
 # Which permission each Flask-Admin endpoint needs. An endpoint not listed is refused.
@@ -71,11 +72,8 @@ class IdAjaxLoader(QueryAjaxModelLoader):
     error (PostgreSQL refuses ``integer = 'abc'`` and negative LIMIT/OFFSET)."""
 
     def get_one(self, pk: Any) -> Any:
-        try:
-            key = int(pk)
-        except (TypeError, ValueError):
-            return None
-        return super().get_one(key) if 0 < key < 2**63 else None
+        key = record_id(pk)
+        return None if key is None else super().get_one(key)
 
     def get_list(self, term: str, offset: int = 0, limit: int = 10) -> Any:
         return super().get_list(term, max(offset or 0, 0), min(max(limit or 0, 1), 100))
@@ -116,8 +114,9 @@ class RoleGuard:
         abort(403)
 
 
-class SecureModelView(RoleGuard, ModelView):
-    """Model screens with explicit column allow-lists and role checks on every endpoint."""
+class SecureModelView(ListParams, RoleGuard, ModelView):
+    """Model screens with explicit column allow-lists and role checks on every endpoint; request
+    numbers (page, filters) range-checked by ``ListParams``."""
 
     form_base_class = SecureForm
     model_form_converter = ModelConverter  # UTC times typed and shown in the site's zone
@@ -221,12 +220,9 @@ class SecureModelView(RoleGuard, ModelView):
 
     def get_one(self, id: Any) -> Any:
         """Only a record the list would show: closes the IDOR gap of ``session.get``."""
-        try:
-            pk = int(id)
-        except (TypeError, ValueError):
-            return None
-        if not 0 < pk < 2**63:
-            return None  # no such row; a larger number would crash the driver (OverflowError)
+        pk = record_id(id)
+        if pk is None:
+            return None  # junk, or a number no row can have (it would crash the driver)
         return self.get_query().filter(self.model.id == pk).one_or_none()
 
     def _create_ajax_loader(self, name: str, options: dict[str, Any]) -> Any:

@@ -29,6 +29,7 @@ from models.calendar import FIRST_YEAR, LAST_YEAR, OVERRIDE_KINDS, CalendarOverr
 from models.registry import Estate
 from models.validators import DomainError
 from views.base import SecureForm, SecureModelView
+from views.params import record_id
 from views.roles import ADMIN
 from workflow.calendar import DATA_YEARS, NoHolidayData, WorkingCalendar, app_zone
 
@@ -113,7 +114,7 @@ class ConfigView(SecureModelView):
     @action("delete", admin_l("Delete"), admin_l("Are you sure you want to delete selected records?"))
     def action_delete(self, ids: Any) -> None:
         """Ids as integers: PostgreSQL refuses ``integer IN (varchar)``; junk ids select nothing."""
-        numbers = tuple(int(i) for i in ids if str(i).isdigit() and 0 < int(i) < 2**63)
+        numbers = tuple(n for n in map(record_id, ids) if n is not None)
         super().action_delete(numbers)
 
 

@@ -31,6 +31,7 @@ from models.retention import (
 )
 from models.validators import DomainError
 from views.base import SecureForm, SecureModelView, SecureView, attach_error, has_any_role
+from views.params import record_id
 from views.roles import ADMIN, SUPERVISORS
 from workflow import retention, retention_batch
 
@@ -117,9 +118,10 @@ class RetentionQueueView(SecureView):
     @expose("/list", methods=("POST",))
     def list_due(self):  # type: ignore[no-untyped-def]
         form = ListForm()
-        if not form.validate_on_submit() or not form.policy_id.data.isdigit():
+        if not form.validate_on_submit():
             abort(400)
-        policy = db.session.get(RetentionPolicy, int(form.policy_id.data))
+        key = record_id(form.policy_id.data)
+        policy = db.session.get(RetentionPolicy, key) if key else None
         if policy is None:
             abort(404)
         try:
@@ -147,9 +149,10 @@ class RetentionQueueView(SecureView):
 
     def _posted(self) -> tuple[BatchForm, RetentionBatch]:
         form = BatchForm()
-        if not form.validate_on_submit() or not form.batch_id.data.isdigit():
+        if not form.validate_on_submit():
             abort(400)
-        batch = db.session.get(RetentionBatch, int(form.batch_id.data))
+        key = record_id(form.batch_id.data)
+        batch = db.session.get(RetentionBatch, key) if key else None
         if batch is None:
             abort(404)
         return form, batch

@@ -32,6 +32,7 @@ from models.violations import Violation, ViolationAction, ViolationCharge, deduc
 from views import attachments
 from views.base import SecureView
 from views.fields import LocalDateTimeField
+from views.params import record_id
 from views.printing import printed
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
 from views.workflow import WorkflowModelView, state_filter
@@ -239,7 +240,8 @@ class DeductionListView(SecureView):
         form = CollectForm()
         if not form.validate():
             abort(400)
-        charge = db.session.get(ViolationCharge, int(form.id.data)) if form.id.data.isdigit() else None
+        key = record_id(form.id.data)
+        charge = db.session.get(ViolationCharge, key) if key else None
         if charge is None or charge.violation.deleted_at is not None:
             abort(404)
         if charge.collected_at is not None:

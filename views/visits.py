@@ -24,6 +24,7 @@ from models.visit_rules import is_major_repair
 from models.visits import KINDS, METHODS, Visit, record_blocker
 from views import attachments
 from views.fields import LocalDateTimeField
+from views.params import record_id
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
 from views.workflow import WorkflowModelView, state_filter
 
@@ -128,8 +129,8 @@ class VisitView(WorkflowModelView):
         for arg, field, kind in (("complaint_id", "complaint", "complaint"),
                                  ("repair_order_id", "repair_order", "repair"),
                                  ("previous_visit_id", "previous_visit", None)):
-            value = request.args.get(arg, type=int)
-            if value is None or not 0 < value < 2**63:
+            value = record_id(request.args.get(arg))
+            if value is None:
                 continue
             related = getattr(form, field).loader.get_one(value)
             if related is None:
