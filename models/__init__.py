@@ -3,6 +3,7 @@
 from models import calendar, deadline, retention  # noqa: E402,F401,I001  (time rules: register tables)
 from models import archive_records, archives, complaints, duty, help_requests  # noqa: E402,F401,I001  (regulations)
 from models import moving, renovation, repairs, violations, visits  # noqa: E402,F401,I001  (register their tables)
+from models import numbering  # noqa: E402,F401,I001  (record-number counters)
 from models import attachment  # noqa: E402,F401,I001  (shared attachment store: signatures, scans, drawings)
 from models.audit import AuditEntry, AuditHead
 from models.base import db

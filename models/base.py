@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
@@ -30,17 +28,6 @@ db = SQLAlchemy(model_class=Base)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def next_number(executor: Any, column: sa.Column, prefix: str, width: int,
-                pending: Iterable[str | None] = ()) -> str:
-    """The next gapless record number ``<prefix><serial>`` after the highest stored one, or one
-    numbered earlier in the same flush (``pending``). Two writers that read the same maximum both
-    write one number; the column's unique index refuses the second, whose transaction fails."""
-    stored = executor.scalar(sa.select(sa.func.max(column)).where(column.like(prefix + "%")))
-    last = max([n for n in (stored, *pending) if n and n.startswith(prefix)], default=None)
-    serial = int(last.rsplit("-", 1)[1]) + 1 if last else 1
-    return f"{prefix}{serial:0{width}d}"
 
 
 class UTCDateTime(sa.TypeDecorator):

@@ -16,7 +16,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models import complaint_rules as r
-from models.base import UTCDateTime, db, next_number, utcnow
+from models.base import UTCDateTime, db, utcnow
+from models.numbering import next_number
 from models.registry import Resident, Unit
 from models.staff import Department, Staff
 from models.workflow import Tracked
@@ -294,7 +295,7 @@ class ComplaintHousehold(db.Model):
 
 @sa.event.listens_for(Complaint, "before_insert")
 def _number(mapper: Any, connection: sa.Connection, target: Complaint) -> None:
-    """TS<yyyymm>-<serial>, by the Beijing month of receipt; the unique index catches a race."""
+    """TS<yyyymm>-<serial>, by the Beijing month of receipt, from the month's counter row."""
     from workflow.calendar import app_zone
 
     if target.received_by_id is None:
@@ -302,10 +303,7 @@ def _number(mapper: Any, connection: sa.Connection, target: Complaint) -> None:
     if target.number:
         return
     prefix = f"TS{(target.received_at or utcnow()).astimezone(app_zone()):%Y%m}-"
-    session = sa.orm.object_session(target)
-    # Rows of one flush are numbered before any is inserted: count the siblings numbered already.
-    siblings = (o.number for o in (session.new if session else ()) if isinstance(o, Complaint))
-    target.number = next_number(connection, Complaint.__table__.c.number, prefix, 4, siblings)
+    target.number = next_number(connection, Complaint.__table__.c.number, prefix, 4)
 
 
 def new_from_help_request(help_request: Any, user: Staff | None) -> Complaint:

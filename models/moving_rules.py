@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 
-from models.base import db, next_number, utcnow
+from models.base import db, utcnow
+from models.numbering import next_number
 from models.validators import DomainError
 from workflow.engine import Firing
 from workflow.settings import SettingSpec, declare, value
@@ -218,7 +219,7 @@ def on_gate_check(s: ReleaseSlip, firing: Firing) -> None:
 
 @sa.event.listens_for(sa.orm.Session, "before_flush")
 def _number_slips(session: sa.orm.Session, flush_context: Any, instances: Any) -> None:
-    """FX-yyyy-nnnnn by the Beijing year; the unique index refuses a second writer of one number."""
+    """FX-yyyy-nnnnn by the Beijing year, from the year's counter row."""
     from models.moving import ReleaseSlip
     from workflow.calendar import app_zone
 
@@ -227,9 +228,8 @@ def _number_slips(session: sa.orm.Session, flush_context: Any, instances: Any) -
         return
     for slip in new:
         prefix = f"FX-{(slip.issued_at or utcnow()).astimezone(app_zone()):%Y}-"
-        siblings = [o.number for o in session.new if isinstance(o, ReleaseSlip)]
         with session.no_autoflush:
-            slip.number = next_number(session, ReleaseSlip.__table__.c.number, prefix, 5, siblings)
+            slip.number = next_number(session, ReleaseSlip.__table__.c.number, prefix, 5)
 
 
 # --- MOV-5 damage ---------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from models import violation_rules as r
-from models.base import UTCDateTime, current_actor_id, db, next_number, utcnow
+from models.base import UTCDateTime, current_actor_id, db, utcnow
+from models.numbering import next_number
 from models.registry import Resident, Unit
 from models.staff import Staff
 from models.workflow import Tracked
@@ -281,8 +282,8 @@ class ViolationCharge(db.Model):
 
 
 def issue_sheet(v: Violation, at: datetime) -> str:
-    """VIO-3: the next coordination sheet number of the Beijing year, gapless; the unique index
-    refuses a second writer that read the same maximum (its transaction fails and is retried)."""
+    """VIO-3: the next coordination sheet number of the Beijing year, from the year's counter row
+    (concurrent sheets all get distinct numbers)."""
     from workflow.calendar import app_zone
 
     prefix = f"XTD-{at.astimezone(app_zone()):%Y}-"
