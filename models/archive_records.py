@@ -80,6 +80,7 @@ class RentalRegistration(Timestamped, db.Model):
     """《租户/商住情况登记表》 (ARC-10): who rents or uses the unit commercially, for what, how long."""
 
     __tablename__ = "archive_rental"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
     archive_id: Mapped[int] = mapped_column(sa.ForeignKey("archive.id"), index=True)
     archive: Mapped[Archive] = relationship()
@@ -122,6 +123,7 @@ class ArrearsCase(Tracked, db.Model):
     """A resident owing fees (ARC-7); ``next_due_at`` is when the next follow-up is due at the latest."""
 
     __tablename__ = "archive_arrears"
+    personal_label = True  # str() names the household's archive (ACC-5)
     id: Mapped[int] = mapped_column(primary_key=True)
     archive_id: Mapped[int] = mapped_column(sa.ForeignKey("archive.id"), index=True)
     archive: Mapped[Archive] = relationship()

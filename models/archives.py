@@ -66,6 +66,7 @@ class Archive(Tracked, db.Model):
     """一户一档 (ARC-1): exactly one archive per unit; closed (kept, never deleted) on move-out (ARC-4)."""
 
     __tablename__ = "archive"
+    personal_label = True  # a household's confidential file (ARC-3): naming it names the household
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), unique=True)
     unit: Mapped[Unit] = relationship()
@@ -214,6 +215,7 @@ class ArchiveAccess(Tracked, db.Model):
     """《业户档案查阅登记表》: who wants which archive, why, what, accompanied by whom (ARC-3)."""
 
     __tablename__ = "archive_access"
+    personal_label = True  # str() names the household's archive (ACC-5)
     id: Mapped[int] = mapped_column(primary_key=True)
     archive_id: Mapped[int] = mapped_column(sa.ForeignKey("archive.id"), index=True)
     archive: Mapped[Archive] = relationship()

@@ -55,6 +55,7 @@ OWNER_TYPES: set[str] = {"visit", "violation", "renovation", "archive", "archive
 
 class Attachment(db.Model):
     __tablename__ = "attachment"
+    personal_label = True  # str() is the original file name, often a person's (ACC-5)
     __table_args__ = (sa.Index("ix_attachment_owner", "record_type", "record_id"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(primary_key=True)
     record_type: Mapped[str] = mapped_column(sa.String(64))

@@ -281,6 +281,7 @@ class ComplaintHousehold(db.Model):
     """One household joining a complaint; three or more make it collective (CMP-3)."""
 
     __tablename__ = "complaint_household"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     __table_args__ = (sa.UniqueConstraint("complaint_id", "unit_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     complaint_id: Mapped[int] = mapped_column(sa.ForeignKey("complaint.id", ondelete="CASCADE"), index=True)

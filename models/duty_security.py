@@ -29,6 +29,8 @@ class VisitorLog(Timestamped, db.Model):
     """DTY-8: a visitor or an unfamiliar vehicle at the gate. The ID number is kept encrypted."""
 
     __tablename__ = "visitor_log"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
+    derived_from = {"id_masked": ("id_shown",)}  # what properties shown on screens read
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(64), info={"personal": True})
     id_shown: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True})

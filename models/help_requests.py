@@ -120,6 +120,7 @@ class HelpRequest(Tracked, db.Model):
     """One entry of the help register (《住户求助登记表》/《报事报修登记表》)."""
 
     __tablename__ = "help_request"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
     category: Mapped[str] = mapped_column(sa.String(16), index=True)
     sub_kind: Mapped[str | None] = mapped_column(sa.String(16))

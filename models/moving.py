@@ -35,6 +35,7 @@ class MoveIn(Tracked, db.Model):
     """MOV-1: one occupant moving in; the Occupancy is created when the keys are handed over."""
 
     __tablename__ = "move_in"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), index=True)
     unit: Mapped[Unit] = relationship()
@@ -77,6 +78,7 @@ class MoveOut(Tracked, db.Model):
     """MOV-3: the move-out registration 《业主/用户搬出登记表》."""
 
     __tablename__ = "move_out"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
     occupancy_id: Mapped[int] = mapped_column(sa.ForeignKey("occupancy.id"), index=True)
     occupancy: Mapped[Occupancy] = relationship()
@@ -167,6 +169,7 @@ class MoveDamage(Tracked, db.Model):
     """MOV-5: damage to common property during a move, charged to the mover, restored by a deadline."""
 
     __tablename__ = "move_damage"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), index=True)
     unit: Mapped[Unit] = relationship()

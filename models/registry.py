@@ -143,16 +143,17 @@ class Resident(Timestamped, db.Model):
     """REG-3 fields; the national ID is encrypted, searchable only through its blind index."""
 
     __tablename__ = "resident"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(64), index=True)
-    gender: Mapped[str | None] = mapped_column(sa.String(8))
-    phone: Mapped[str | None] = mapped_column(sa.String(32), index=True)
-    id_number: Mapped[str | None] = mapped_column(EncryptedString())
+    name: Mapped[str] = mapped_column(sa.String(64), index=True, info={"personal": True})
+    gender: Mapped[str | None] = mapped_column(sa.String(8), info={"personal": True})
+    phone: Mapped[str | None] = mapped_column(sa.String(32), index=True, info={"personal": True})
+    id_number: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True})
     id_number_bidx: Mapped[str | None] = mapped_column(sa.String(64), unique=True, info={"sensitive": True})
-    native_place: Mapped[str | None] = mapped_column(sa.String(100))
-    household_place: Mapped[str | None] = mapped_column(sa.String(200))
-    emergency_contact: Mapped[str | None] = mapped_column(sa.String(64))
-    emergency_phone: Mapped[str | None] = mapped_column(sa.String(32))
+    native_place: Mapped[str | None] = mapped_column(sa.String(100), info={"personal": True})
+    household_place: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})
+    emergency_contact: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
+    emergency_phone: Mapped[str | None] = mapped_column(sa.String(32), info={"personal": True})
     occupancies: Mapped[list[Occupancy]] = relationship(back_populates="resident")
     vip: Mapped[VipProfile | None] = relationship(back_populates="resident", uselist=False)
 
@@ -195,6 +196,7 @@ class Occupancy(Timestamped, db.Model):
     """REG-2 / ARC-5: who owns or lives in a unit, over time; ended, never overwritten."""
 
     __tablename__ = "occupancy"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     __table_args__ = (
         sa.CheckConstraint("end_date IS NULL OR end_date >= start_date", name="period"),
         sa.Index("ix_occupancy_unit_start", "unit_id", "start_date"),
@@ -240,8 +242,8 @@ class ResidentChange(db.Model):
     resident_id: Mapped[int] = mapped_column(sa.ForeignKey("resident.id"), index=True)
     resident: Mapped[Resident] = relationship()
     field: Mapped[str] = mapped_column(sa.String(32))
-    old_value: Mapped[str | None] = mapped_column(sa.String(200))
-    new_value: Mapped[str | None] = mapped_column(sa.String(200))
+    old_value: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})  # old phone
+    new_value: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})
     changed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -250,12 +252,13 @@ class VipProfile(Timestamped, db.Model):
     """REG-4: key residents (重点业户) with birthday, preferences and special requirements."""
 
     __tablename__ = "vip_profile"
+    personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
     resident_id: Mapped[int] = mapped_column(sa.ForeignKey("resident.id"), unique=True)
     resident: Mapped[Resident] = relationship(back_populates="vip")
-    birthday: Mapped[date | None] = mapped_column(sa.Date)
-    preferences: Mapped[str | None] = mapped_column(sa.Text)
-    special_requirements: Mapped[str | None] = mapped_column(sa.Text)
+    birthday: Mapped[date | None] = mapped_column(sa.Date, info={"personal": True})
+    preferences: Mapped[str | None] = mapped_column(sa.Text, info={"personal": True})
+    special_requirements: Mapped[str | None] = mapped_column(sa.Text, info={"personal": True})
     communications: Mapped[list[VipCommunication]] = relationship(back_populates="profile")
 
     @validates("preferences", "special_requirements")
@@ -273,7 +276,7 @@ class VipCommunication(db.Model):
     profile: Mapped[VipProfile] = relationship(back_populates="communications")
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
-    summary: Mapped[str] = mapped_column(sa.String(1000))
+    summary: Mapped[str] = mapped_column(sa.String(1000), info={"personal": True})
 
     @validates("summary")
     def _summary(self, key: str, value: str) -> str:

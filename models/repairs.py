@@ -84,6 +84,7 @@ class RepairOrder(Tracked, db.Model):
     """A repair work order; linked to the help request it came from, never a copy of it."""
 
     __tablename__ = "repair_order"
+    derived_from = {"fault_text": ("help_request.description", "fault")}  # what properties read
     id: Mapped[int] = mapped_column(primary_key=True)
     help_request_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("help_request.id", ondelete="CASCADE"), unique=True, index=True)

@@ -45,11 +45,12 @@ class Staff(Timestamped, db.Model):
     """One staff account per real person (ACC-1); never self-registered."""
 
     __tablename__ = "staff"
+    derived_from = {"roles": ("role_rows",)}  # what properties shown on screens read
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
     full_name: Mapped[str] = mapped_column(sa.String(64))
-    phone: Mapped[str | None] = mapped_column(sa.String(32))
-    email: Mapped[str | None] = mapped_column(sa.String(254))
+    phone: Mapped[str | None] = mapped_column(sa.String(32), info={"personal": True})
+    email: Mapped[str | None] = mapped_column(sa.String(254), info={"personal": True})
     department_id: Mapped[int | None] = mapped_column(sa.ForeignKey("department.id"))
     department: Mapped[Department | None] = relationship()
     # The department head signs approval steps declared as "head of <department>".

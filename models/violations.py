@@ -54,7 +54,7 @@ class Violation(Tracked, db.Model):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     location: Mapped[str] = mapped_column(sa.String(200), default="")
     description: Mapped[str] = mapped_column(sa.Text, default="")
-    witness: Mapped[str | None] = mapped_column(sa.String(200))  # witnesses / staff present
+    witness: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})  # witnesses
     persuasion_notes: Mapped[str | None] = mapped_column(sa.String(500))
     persuaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     persuaded_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))

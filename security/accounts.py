@@ -37,8 +37,10 @@ def log_event(kind: str, *, staff: Staff | None = None, username: str | None = N
     """ACC-7 security log row plus its audit-trail row, both in the current transaction."""
     from flask_login import current_user
 
+    from security.crypto import redact_id_numbers
     from workflow.audit import record_event
 
+    detail = redact_id_numbers(detail)  # ACC-6: a logged URL may carry a searched ID number
     # The actor is whoever is signed in (an admin changing a clerk's roles); before sign-in,
     # the account the event is about (a login). The record is that account.
     signed_in = has_request_context() and getattr(current_user, "is_authenticated", False)

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -83,3 +84,11 @@ def mask(value: str | None, keep_start: int = 3, keep_end: int = 4) -> str:
     if len(value) <= keep_start + keep_end:
         return "*" * len(value)
     return value[:keep_start] + "*" * (len(value) - keep_start - keep_end) + value[-keep_end:]
+
+
+ID_IN_TEXT = re.compile(r"\d{17}[\dXx]")
+
+
+def redact_id_numbers(text: str | None) -> str | None:
+    """Mask every national-ID-shaped run in free text, e.g. a logged URL with ``?search=…``."""
+    return ID_IN_TEXT.sub(lambda m: mask(m.group()), text) if text else text

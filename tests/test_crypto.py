@@ -87,7 +87,7 @@ def test_acc_6_search_by_exact_id_through_blind_index(app, login_as):
     wanted, other = valid_id(11), valid_id(12)
     add_resident(app, name="赵一", phone="13800000001", id_number=wanted)
     add_resident(app, name="钱二", phone="13800000002", id_number=other)
-    client = login_as("cs_clerk")
+    client = login_as("cs_supervisor")  # ACC-6: a role that may see full numbers
     html = client.get("/admin/resident/", query_string={"search": wanted}).get_data(as_text=True)
     assert "赵一" in html and "钱二" not in html
     assert mask(wanted) in html
@@ -112,7 +112,8 @@ def test_acc_6_list_shows_masked_id_only(app, login_as):
 
 def test_acc_6_search_unknown_id_finds_nothing(app, login_as):
     add_resident(app, name="孙三", id_number=valid_id(13))
-    html = login_as("cs_clerk").get("/admin/resident/", query_string={"search": valid_id(14)}).get_data(as_text=True)
+    html = login_as("cs_supervisor").get("/admin/resident/", query_string={"search": valid_id(14)}).get_data(
+        as_text=True)
     assert "孙三" not in html
 
 

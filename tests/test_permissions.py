@@ -296,7 +296,7 @@ ENDPOINT_KIND_PERMISSION = {
     "edit_form": "edit", "edit": "edit", "delete": "delete", "export": "export", "ajax_update": "edit",
 }
 WRITES = {"create", "edit", "delete", "ajax_update"}
-# The Flask-Admin endpoint behind each kind, as named in a view's ``reauth_endpoints`` (ACC-5).
+# The Flask-Admin endpoint behind each kind, as ``SecureModelView.needs_reauth`` names it (ACC-5).
 FLASK_ADMIN_ENDPOINT = {
     "list": "index_view", "details": "details_view", "create_form": "create_view", "create": "create_view",
     "edit_form": "edit_view", "edit": "edit_view", "delete": "delete_view", "export": "export",
@@ -306,7 +306,7 @@ FLASK_ADMIN_ENDPOINT = {
 
 def needs_reauth(view: SecureModelView, kind: str) -> bool:
     name = "action_view" if kind.startswith("action:") else FLASK_ADMIN_ENDPOINT.get(kind, kind.split(":")[0])
-    return name in getattr(view, "reauth_endpoints", ())
+    return view.needs_reauth(name)  # declared endpoints, and exports that show personal data
 
 
 def reauthenticate(client: FlaskClient) -> None:

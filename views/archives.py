@@ -34,6 +34,7 @@ from models.archives import (
     checklist_problems,
     file_document,
     log_view,
+    may_open,
     ordered,
     scope_archives,
 )
@@ -130,6 +131,14 @@ class ArchiveView(WorkflowModelView):
     def extra_endpoints(self) -> dict[str, str]:
         return {**super().extra_endpoints(), "document_view": "edit"}
 
+    def download_refusal(self, attachment: Any) -> str | None:
+        """ARC-3: downloading a document's scan is copying it, which needs the manager's approval
+        (a granted "copy" request); a viewing approval only opens the page."""
+        if may_open(_me(), attachment.record_id, "copy"):
+            return None
+        return _("Downloading an archive document makes a copy of it: that needs a copy request "
+                 "approved by the manager.")
+
     @expose("/document/", methods=["POST"])
     def document_view(self) -> Any:
         """ARC-2: tick a checklist entry by uploading its scan; a tick without a scan is refused."""
@@ -159,6 +168,7 @@ class ArchiveView(WorkflowModelView):
             kwargs.update(groups=DOCUMENT_GROUPS, held={d.doc_type: d for d in model.documents},
                           missing=model.missing_documents(), problems=checklist_problems(model),
                           scans=attachments_of("archive", model.id, "scan"), may_file=self.allowed("edit"),
+                          may_copy=may_open(_me(), model.id, "copy"),
                           renovation_documents=documents_of_unit(model.unit_id))
         return super().render(template, **kwargs)
 

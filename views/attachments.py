@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, current_app, redirect, request, send_file, url_for
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from models import db
@@ -47,6 +47,9 @@ def download(attachment_id: int) -> Any:
     refusal = may_view_owner(row)
     if refusal is not None:
         abort(refusal)
+    reason = next(filter(None, (v.download_refusal(row) for v in owner_views(row.record_type))), None)
+    if reason is not None:  # e.g. ARC-3: a copy of an archive document needs the manager's approval
+        return render_template("errors/403.html", reason=reason), 403
     try:
         path = row.file()
     except FileNotFoundError:

@@ -25,6 +25,7 @@ from models import db
 from models.validators import DomainError
 from security.accounts import log_event
 from security.auth import recently_reauthenticated
+from security.personal import personal_columns_of
 from views.fields import ModelConverter
 from views.params import ListParams, record_id
 from views.templating import localtime
@@ -183,11 +184,21 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             abort(403)  # lookups serve form fields; they would otherwise list related records
         if name == "action_view" and not self.is_action_allowed(request.form.get("action", "")):
             abort(403)  # Flask-Admin would silently redirect a refused or unknown action
-        if name in self.reauth_endpoints:
+        if self.needs_reauth(name):
             if not recently_reauthenticated():
                 return redirect(url_for("auth.reauth", next=request.full_path.rstrip("?")))
             log_event(f"{name}", staff=current_user, detail=f"{self.endpoint} {request.full_path}"[:500])
             db.session.commit()
+        return None
+
+    def needs_reauth(self, name: str) -> bool:
+        """ACC-5: the view's declared endpoints, and every export that shows personal data."""
+        if name in self.reauth_endpoints:
+            return True
+        return name == "export" and bool(personal_columns_of(self.model, self.column_export_list or ()))
+
+    def download_refusal(self, attachment: Any) -> str | None:
+        """Why the user may see this record yet not take a copy of its file (None: they may)."""
         return None
 
     def extra_endpoints(self) -> dict[str, str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+import sqlalchemy as sa
+from flask import flash
 from flask_admin import expose
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from wtforms import SelectField, StringField
@@ -25,10 +27,9 @@ from models import (
 from models.registry import ESTATE_KINDS, GENDERS, OCCUPANCY_KINDS, UNIT_USES
 from security.accounts import log_event
 from security.crypto import keyring, mask
+from security.id_search import allow_lookup, is_id_number, refuse_lookup
 from views.base import SecureModelView, has_any_role
 from views.roles import BUSINESS, FRONT_DESK, NOBODY, SUPERVISORS
-
-ID_LIKE = re.compile(r"^\d{17}[\dXx]$")
 
 
 def choices(mapping: dict) -> list[tuple[str, Any]]:
@@ -121,7 +122,7 @@ class ResidentView(SecureModelView):
                      "emergency_contact": _l("Emergency contact"),
                      "emergency_phone": _l("Emergency phone"), "occupancies": _l("Units"),
                      "created_at": _l("Created")}
-    column_descriptions = {"id_number": _l("Search by the full 18-digit number.")}
+    column_descriptions = {"id_number": _l("Supervisors may search by the full 18-digit number.")}
     column_formatters = {"gender": label(GENDERS),
                          "id_number": lambda v, c, m, n: mask(m.id_number)}
     column_formatters_export = column_formatters
@@ -133,15 +134,28 @@ class ResidentView(SecureModelView):
         return super().get_query().options(db.selectinload(Resident.occupancies).joinedload(Occupancy.unit))
 
     def _apply_search(self, query, count_query, joins, count_joins, search):  # type: ignore[no-untyped-def]
-        """An 18-digit term is looked up through the blind index; plaintext is never compared."""
+        """An 18-digit term is looked up through the blind index; plaintext is never compared.
+
+        ACC-6: only roles that see full numbers may look one up (for the others an exact search
+        would undo the mask), within the per-minute limit; every attempt is in the security log.
+        """
         term = (search or "").strip()
-        if ID_LIKE.fullmatch(term):
+        if not is_id_number(term):
+            return super()._apply_search(query, count_query, joins, count_joins, search)
+        if not self.allowed_full_id():
+            refuse_lookup(current_user._get_current_object(), self.endpoint, term)
+            flash(_("Searching by national ID number is only for roles that may see full numbers."), "error")
+            digest = None
+        elif not allow_lookup(current_user._get_current_object(), self.endpoint, term):
+            flash(_("Too many searches by national ID number; try again in a minute."), "error")
+            digest = None
+        else:
             digest = keyring().blind_index(term)
-            query = query.filter(Resident.id_number_bidx == digest)
-            if count_query is not None:
-                count_query = count_query.filter(Resident.id_number_bidx == digest)
-            return query, count_query, joins, count_joins
-        return super()._apply_search(query, count_query, joins, count_joins, search)
+        found = Resident.id_number_bidx == digest if digest else sa.false()
+        query = query.filter(found)
+        if count_query is not None:
+            count_query = count_query.filter(found)
+        return query, count_query, joins, count_joins
 
     @expose("/details/")
     def details_view(self):  # type: ignore[no-untyped-def]
