@@ -2,7 +2,8 @@
 
 A file lives under ``<instance>/uploads/<yyyy>/<mm>/<sha256>``; the row says whose it is (owner
 ``record_type`` + ``record_id``), what it is (``kind``) and what it was called. The type is read
-from the first bytes, never from the name or the browser's claim. A purged owner takes its
+from the first bytes, never from the name or the browser's claim, and the kept name carries that
+type's extension (SEC-2). A purged owner takes its
 attachments with it (``_purge_with_owner``), whatever path deletes it.
 """
 
@@ -12,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,9 @@ MB = 1024 * 1024
 PNG, JPEG, PDF = "image/png", "image/jpeg", "application/pdf"
 MAGIC = ((b"\x89PNG\r\n\x1a\n", PNG), (b"\xff\xd8\xff", JPEG), (b"%PDF-", PDF))
 EXTENSIONS = {PNG: "png", JPEG: "jpg", PDF: "pdf"}
+SAME_TYPE = {PNG: ("png",), JPEG: ("jpg", "jpeg"), PDF: ("pdf",)}  # a user's own spelling is kept
+OCTET = "application/octet-stream"
+RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)$", re.IGNORECASE)  # Windows device names
 UPLOADS = "uploads"
 DOOMED = "pm_attachment_files_to_remove"
 
@@ -131,7 +136,7 @@ def store(record: Any, kind: str, data: bytes, filename: str, user: Staff | None
     now = utcnow()
     relative = f"{UPLOADS}/{now:%Y}/{now:%m}/{digest}"
     _write(Path(current_app.instance_path) / relative, data)
-    name = _clean_name(filename) or f"{kind}.{EXTENSIONS[content_type]}"
+    name = typed_name(filename, content_type) or f"{kind}.{EXTENSIONS[content_type]}"
     row = Attachment(record_type=record.__tablename__, record_id=record.id, kind=kind, original_filename=name,
                      content_type=content_type, size=len(data), sha256=digest, path=relative,
                      uploaded_by_id=user.id if user is not None else None, uploaded_at=now)
@@ -154,9 +159,32 @@ def _write(target: Path, data: bytes) -> None:
 
 
 def _clean_name(filename: str | None) -> str:
-    """Only the last path part, no control characters, at most 255 characters."""
+    """Only the last path part, no control or bidi characters, no characters Windows refuses."""
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    return "".join(c for c in name if c.isprintable()).strip()[:255]
+    name = "".join(c for c in name if c.isprintable())  # drops NUL, U+202E (right-to-left) …
+    return re.sub(r'[<>:"|?*]', "_", name).strip(" .")
+
+
+def typed_name(filename: str | None, content_type: str) -> str:
+    """SEC-2: the user's name for display, but its extension is the one of the type the bytes
+    declare: ``poly.html`` holding a PDF becomes ``poly.pdf``, ``a.pdf\\x00.html`` becomes ``a.pdf``.
+    Empty when nothing of the name is left."""
+    name = _clean_name(filename)
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    known = SAME_TYPE.get(content_type, ())
+    if extension.lower() in known:
+        return f"{stem.strip(' .')[:200]}.{extension}" if stem.strip(" .") else ""
+    for ext in known:  # "a.pdf.html": drop the masquerade, keep one real extension
+        if stem.lower().endswith("." + ext):
+            stem = stem[: -len(ext) - 1]
+    stem = stem.strip(" .")[:200]
+    if not stem:
+        return ""
+    if RESERVED.match(stem.split(".", 1)[0]):
+        stem = "_" + stem
+    return f"{stem}.{EXTENSIONS.get(content_type, 'bin')}"
 
 
 def attachments_of(record_type: str, record_id: int | None, kind: str | None = None) -> list[Attachment]:

@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 from models import Building, Estate, Occupancy, Resident, Unit
 from models.registry import GENDERS, OCCUPANCY_KINDS, UNIT_USES
 from models.validators import DomainError, check_id_number, check_unit_code
+from security.cells import workbook_bytes
 from security.crypto import keyring
 
 KINDS = ("units", "residents")
@@ -701,6 +702,4 @@ def template_workbook(kind: str) -> bytes:
     notes.append(["", "只读取第一个工作表；第 1 行为表头，从第 2 行起每行一条。"])
     notes.column_dimensions["A"].width = 14
     notes.column_dimensions["B"].width = 70
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return workbook_bytes(book)

@@ -256,9 +256,10 @@ def test_cmp_7_chart_labels_are_escaped_and_scriptless(app):
 
 
 def test_cmp_7_xlsx_text_is_never_a_formula(app, db_session, login_as):
-    from views.statistics_output import _safe
+    from security.cells import neutralise
 
-    assert _safe("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")" and _safe("-1") == "'-1" and _safe(5) == 5
+    assert neutralise("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")" and neutralise("-1") == "'-1"
+    assert neutralise(5) == 5
 
 
 def test_cmp_7_pdf_report_chinese_font_embedded_and_audited(app, db_session, login_as):

@@ -8,14 +8,16 @@ scans) are written to the audit trail.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from models import db
-from models.attachment import KINDS, Attachment
+from models.attachment import EXTENSIONS, KINDS, OCTET, Attachment, sniff, typed_name
 from views.base import SecureModelView
+from views.printing import content_disposition
 from workflow.audit import record_event
 
 bp = Blueprint("attachments", __name__)
@@ -61,11 +63,22 @@ def download(attachment_id: int) -> Any:
         record_event("download", record_type=row.record_type, record_id=row.record_id,
                      comment=f"attachment #{row.id} ({row.kind})")
         db.session.commit()
-    response = send_file(path, mimetype=row.content_type, as_attachment=True,
-                         download_name=row.original_filename, conditional=False, max_age=0)
+    content_type, name = served_as(row, path)
+    response = send_file(path, mimetype=content_type, conditional=False, max_age=0)
+    response.headers["Content-Disposition"] = content_disposition(name, inline=False)
     response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"  # even if a browser renders it, nothing runs
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+def served_as(row: Attachment, path: Path) -> tuple[str, str]:
+    """SEC-2: the type the stored bytes declare (read again, never the name) and a download name
+    whose extension is that type's, also for rows stored before names were typed."""
+    with path.open("rb") as stored:
+        content_type = sniff(stored.read(64)) or OCTET
+    extension = EXTENSIONS.get(content_type, "bin")
+    return content_type, typed_name(row.original_filename, content_type) or f"{row.kind}.{extension}"
 
 
 def register(app: Flask) -> None:

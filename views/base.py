@@ -25,6 +25,7 @@ from models import db
 from models.validators import DomainError
 from security.accounts import log_event
 from security.auth import recently_reauthenticated
+from security.cells import neutralise
 from security.personal import personal_columns_of
 from views.fields import ModelConverter
 from views.params import ListParams, record_id
@@ -204,6 +205,10 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
     def extra_endpoints(self) -> dict[str, str]:
         """Permissions for a subclass's own ``@expose`` endpoints; unlisted ones are refused."""
         return {}
+
+    def get_export_value(self, model: Any, name: Any) -> Any:
+        """SEC-1: every exported cell (CSV and tablib formats) passes one formula-injection guard."""
+        return neutralise(super().get_export_value(model, name))
 
     def render(self, template: str, **kwargs: Any) -> Any:
         """Details pages get the record's timeline from the audit trail."""

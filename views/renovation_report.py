@@ -13,9 +13,9 @@ from flask_babel import lazy_gettext as _l
 from models.base import db
 from models.renovation import Renovation
 from models.renovation_report import DepositReport, deposit_report
+from security.cells import workbook_bytes, write_row
 from views import printing
 from views.base import SecureView
-from views.statistics_output import _safe
 from views.templating import localtime
 from workflow.audit import record_event
 
@@ -25,8 +25,6 @@ READERS = frozenset({"finance", "manager"})
 
 
 def xlsx(report: DepositReport) -> bytes:
-    from io import BytesIO
-
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -35,22 +33,20 @@ def xlsx(report: DepositReport) -> bytes:
     ws.title = _("Renovation deposits")[:31]
     header = [_("No."), _("Unit"), _("Applicant"), _("Status"), _("Collected"), _("Refunded"), _("Held"),
               _("Fees (not refundable)"), _("Refund due by"), _("Overdue")]
-    ws.append([_("Renovation deposits"), localtime(report.at)])
-    ws.append(header)
+    write_row(ws, [_("Renovation deposits"), localtime(report.at)])
+    write_row(ws, header)
     for cell in ws[2]:
         cell.font = Font(bold=True)
     for r in report.rows:
-        ws.append([_safe(r.number), _safe(r.unit), _safe(r.applicant), Renovation.workflow.state_label(r.state),
-                   r.collected, r.refunded, r.held, r.fees, localtime(r.refund_due_at) if r.refund_due_at else "",
-                   _("Yes") if r.overdue else ""])
-    ws.append([_("Total"), "", "", "", report.total("collected"), report.total("refunded"), report.total("held"),
-               report.total("fees")])
+        write_row(ws, [r.number, r.unit, r.applicant, Renovation.workflow.state_label(r.state),
+                       r.collected, r.refunded, r.held, r.fees,
+                       localtime(r.refund_due_at) if r.refund_due_at else "", _("Yes") if r.overdue else ""])
+    write_row(ws, [_("Total"), "", "", "", report.total("collected"), report.total("refunded"),
+                   report.total("held"), report.total("fees")])
     for row in ws.iter_rows(min_row=3, min_col=5, max_col=8):
         for cell in row:
             cell.number_format = MONEY
-    out = BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    return workbook_bytes(wb)
 
 
 class DepositReportView(SecureView):

@@ -8,7 +8,6 @@ into the PDF.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
@@ -23,6 +22,7 @@ from markupsafe import Markup
 from models.base import db
 from models.staff import Department, Notification, Staff, StaffRole
 from models.statistics import MONTH, Count, Period, Report
+from security.cells import workbook_bytes, write_row
 from views.deadlines import rate_rows
 
 TARGET_LABELS = {"follow_up": _l("Complaint follow-up rate"),
@@ -138,13 +138,6 @@ def charts(f: Figures) -> dict[str, Markup]:
 
 
 # --- XLSX --------------------------------------------------------------------------------------------
-def _safe(value: Any) -> Any:
-    """Text that a spreadsheet would run as a formula (=, +, -, @) is kept as text."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
-
-
 def xlsx(f: Figures) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -156,16 +149,16 @@ def xlsx(f: Figures) -> bytes:
 
     def block(title: str, header: list[str], rows: list[list[Any]]) -> None:
         ws.append([])
-        ws.append([_safe(title)])
+        write_row(ws, [title])
         ws.cell(ws.max_row, 1).font = bold
-        ws.append([_safe(h) for h in header])
+        write_row(ws, header)
         for row in rows:
-            ws.append([_safe(v) for v in row])
+            write_row(ws, row)
 
-    ws.append([_safe(f.title)])
+    write_row(ws, [f.title])
     ws.cell(1, 1).font = Font(bold=True, size=14)
-    ws.append([_("Complaints"), f.report.complaints])
-    ws.append([_("Duplicates (counted once)"), f.report.duplicates])
+    write_row(ws, [_("Complaints"), f.report.complaints])
+    write_row(ws, [_("Duplicates (counted once)"), f.report.duplicates])
     for title, rows in ((_("By severity"), f.by_severity), (_("By department"), f.by_department),
                         (_("By category"), f.by_category), (_("By validity"), f.by_validity),
                         (_("Help requests by category"), f.help_by_category)):
@@ -182,9 +175,7 @@ def xlsx(f: Figures) -> bytes:
             if isinstance(cell.value, float):
                 cell.number_format = "0.0%"
     ws.column_dimensions["A"].width = 36
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    return workbook_bytes(wb)
 
 
 # --- the PDF and the weekly mail ----------------------------------------------------------------------

@@ -9,7 +9,6 @@ violations of kind "renovation" (models.violations.new_from_renovation) and prin
 from __future__ import annotations
 
 from decimal import Decimal
-from io import BytesIO
 from typing import Any
 
 from flask import Response, abort, flash, redirect, request
@@ -29,6 +28,7 @@ from models.attachment import attachments_of, store
 from models.base import utcnow
 from models.validators import DomainError
 from models.violations import Violation, ViolationAction, ViolationCharge, deduction_list
+from security.cells import workbook_bytes, write_row
 from views import attachments
 from views.base import SecureView
 from views.fields import LocalDateTimeField
@@ -261,18 +261,17 @@ class DeductionListView(SecureView):
         wb = Workbook()
         ws = wb.active
         ws.title = month
-        ws.append([_("Coordination sheet no."), _("Unit"), _("Resident"), _("Charge"), _("Amount (yuan)"),
-                   _("Effective month")])
+        write_row(ws, [_("Coordination sheet no."), _("Unit"), _("Resident"), _("Charge"), _("Amount (yuan)"),
+                       _("Effective month")])
         for c in rows:
             v = c.violation
-            ws.append([v.sheet_no or f"#{v.id}", str(v.unit or ""), str(v.resident or ""), c.kind_label,
-                       c.amount, c.month])
+            write_row(ws, [v.sheet_no or f"#{v.id}", str(v.unit or ""), str(v.resident or ""), c.kind_label,
+                           c.amount, c.month])
             ws.cell(ws.max_row, 5).number_format = "0.00"
-        out = BytesIO()
-        wb.save(out)
+        data = workbook_bytes(wb)
         record_event("export", record_type="violation_charge", comment=f"deductions {month} ({len(rows)})")
         db.session.commit()
-        response = Response(out.getvalue(),
+        response = Response(data,
                             mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
         response.headers["Content-Disposition"] = f'attachment; filename="deductions-{month}.xlsx"'
         response.headers["Cache-Control"] = "no-store"
