@@ -24,6 +24,7 @@ from models import (
 from models.base import utcnow
 from models.staff import ROLES
 from models.validators import DomainError, check_length, check_phone
+from security import sessions
 from security.passwords import check_policy, hash_password, verify_password
 from workflow.notify import notify
 
@@ -105,6 +106,9 @@ def set_roles(staff: Staff, roles: set[str], actor: Staff, actor_password: str |
         StaffRole(role=r) for r in sorted(roles - old)]
     db.session.add(RoleChange(staff=staff, changed_by=actor, old_roles=",".join(sorted(old)),
                               new_roles=",".join(sorted(roles))))
+    # Open sessions end: the person signs in again under the new roles (an admin editing
+    # their own account keeps the browser they are using).
+    sessions.revoke_all(staff, keep_current=staff.id == actor.id)
     log_event("roles_changed", staff=staff,
               detail=f"{','.join(sorted(old))} -> {','.join(sorted(roles))} by {actor.username}")
     with force_locale(staff.locale or "zh_Hans_CN"):
@@ -113,12 +117,18 @@ def set_roles(staff: Staff, roles: set[str], actor: Staff, actor_password: str |
     return True
 
 
+def end_sessions(staff: Staff) -> None:
+    """Every open session of the account ends on the server (its rows revoked, its epoch bumped)."""
+    staff.session_epoch = (staff.session_epoch or 0) + 1
+    sessions.revoke_all(staff)
+
+
 def set_password(staff: Staff, password: str, *, actor: Staff | None = None) -> None:
     """ACC-3: a new password ends every existing session of that account."""
     check_policy(password, staff.username)
     staff.password_hash = hash_password(password)
     staff.password_changed_at = utcnow()
-    staff.session_epoch = (staff.session_epoch or 0) + 1
+    end_sessions(staff)
     log_event("password_set", staff=staff, detail=f"by {actor.username if actor else 'self'}")
 
 

@@ -27,7 +27,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from models import Staff, db
 from models.validators import DomainError
-from security import accounts
+from security import accounts, sessions
 from security.passwords import verify_password
 
 bp = Blueprint("auth", __name__)
@@ -103,6 +103,8 @@ def login():  # type: ignore[no-untyped-def]
         target = safe_next(request.args.get("next"))
         session.clear()  # a fresh session at login: nothing set before survives (fixation)
         login_user(staff, remember=False)
+        sessions.start(staff)
+        db.session.commit()
         session["locale"] = staff.locale
         session["seen"] = time.time()
         session.permanent = True
@@ -114,6 +116,7 @@ def login():  # type: ignore[no-untyped-def]
 def logout():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
         accounts.log_event("logout", staff=current_user)
+        sessions.revoke_current()  # a copy of this cookie is dead from now on
         db.session.commit()
     logout_user()
     session.clear()
@@ -153,8 +156,10 @@ def change_password():  # type: ignore[no-untyped-def]
                 db.session.rollback()
                 form.password.errors.append(str(exc.message))
             else:
+                staff = current_user._get_current_object()
+                sessions.start(staff)  # set_password ended every session, this one too: a new one
                 db.session.commit()
-                login_user(current_user._get_current_object(), remember=False)  # re-issue with the new epoch
+                login_user(staff, remember=False)  # re-issue with the new epoch
                 flash(_("Password changed."), "success")
                 return redirect(url_for("admin.index"))
     return render_template("auth/password.html", form=form)
@@ -196,14 +201,26 @@ def select_locale() -> str:
     return session.get("locale") or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
+def _is_static() -> bool:
+    return request.endpoint == "static" or (request.endpoint or "").endswith(".static")
+
+
+def _check_session() -> None:
+    """A cookie whose server-side session ended (logout, new password, …) is emptied."""
+    if not _is_static():
+        sessions.check_request()
+
+
 def _idle_timeout():  # type: ignore[no-untyped-def]
     """Log out a session idle for longer than IDLE_TIMEOUT."""
-    if request.endpoint == "static" or (request.endpoint or "").endswith(".static"):
+    if _is_static():
         return None
     if current_user.is_authenticated:
         now = time.time()
         seen = session.get("seen", now)
         if now - seen > current_app.config["IDLE_TIMEOUT"].total_seconds():
+            sessions.revoke_current()
+            db.session.commit()
             logout_user()
             session.clear()
             flash(_("You were logged out after a period of inactivity."), "info")
@@ -230,5 +247,6 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(bp)
     app.session_interface = SessionInterface()
+    app.before_request(_check_session)
     app.before_request(_idle_timeout)
     app.after_request(_security_headers)
