@@ -159,13 +159,26 @@ def find_reset_token(token: str) -> PasswordResetToken | None:
     return row
 
 
+class ResetLinkUsed(DomainError):
+    """The link was used (perhaps a moment ago, by a concurrent request) or has expired."""
+
+
 def reset_with_token(token: str, password: str) -> Staff:
+    """ACC-3: check the policy, then claim the token with one conditional UPDATE so that of
+    concurrent uses exactly one wins; the others get ``ResetLinkUsed``, never a stale-row error."""
     row = find_reset_token(token)
     if row is None:
-        raise DomainError(_l("This reset link is invalid or has expired."), "password")
-    set_password(row.staff, password)
-    row.used_at = utcnow()
-    return row.staff
+        raise ResetLinkUsed(_l("This reset link is invalid or has expired."), "password")
+    staff = row.staff
+    check_policy(password, staff.username)  # a refused password keeps the link usable
+    now = utcnow()
+    claimed = db.session.execute(sa.update(PasswordResetToken).where(
+        PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None),
+        PasswordResetToken.expires_at > now).values(used_at=now).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        raise ResetLinkUsed(_l("This reset link is invalid or has expired."), "password")
+    set_password(staff, password)
+    return staff
 
 
 def failures_since(since: datetime, *, username: str | None = None, ip: str | None = None) -> int:

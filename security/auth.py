@@ -22,6 +22,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
@@ -132,11 +134,19 @@ def reset(token: str):  # type: ignore[no-untyped-def]
     if form.validate_on_submit():
         try:
             accounts.reset_with_token(token, form.password.data)
+            db.session.commit()
+        except accounts.ResetLinkUsed:
+            db.session.rollback()  # another request used the link first: the ordinary message
+            flash(_("This reset link is invalid or has expired."), "error")
+            return redirect(url_for("auth.login"))
         except DomainError as exc:
             db.session.rollback()
             form.password.errors.append(str(exc.message))
+        except (StaleDataError, IntegrityError):
+            db.session.rollback()  # the account changed under us; the link stays unused
+            form.password.errors.append(_("Someone else changed this record after you opened it. "
+                                          "Reload and try again; nothing of yours was saved."))
         else:
-            db.session.commit()
             flash(_("Password changed. Please log in."), "success")
             return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", form=form)

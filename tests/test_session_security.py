@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from models import Staff, UserSession, db
+from models import SecurityEvent, Staff, UserSession, db
 from tests.conftest import CSRF, PASSWORD, csrf_token, login
 
 NEW_PASSWORD = "Brand-New-Secret-77"
@@ -181,3 +181,36 @@ def test_acc_7_two_logins_are_two_sessions_logout_ends_one(app, login_as):
     first.post("/logout", data={"csrf_token": csrf_token(first)})
     assert second.get("/admin/").status_code == 200
     refused_to_login_page(app, first)
+
+
+# --- 3. one reset link, many concurrent uses ---------------------------------------------------------
+
+
+def test_acc_3_concurrent_uses_of_one_reset_token_one_wins_others_told(app, staff_ids):
+    """12 browsers post the same reset link at once: one password is set, eleven get the ordinary
+    'invalid or expired' page, none an HTTP 500 (each request has its own connection)."""
+    from models import PasswordResetToken
+    from security import accounts
+
+    with app.app_context():
+        token = accounts.issue_reset_token(db.session.get(Staff, staff_ids["cs_clerk"]), None)
+        db.session.commit()
+    n = 12
+    clients = [app.test_client() for _ in range(n)]
+    tokens = [CSRF.search(c.get(f"/reset/{token}").get_data(as_text=True)).group(1) for c in clients]
+
+    def use(i: int) -> tuple[int, str]:
+        response = clients[i].post(f"/reset/{token}", data={
+            "csrf_token": tokens[i], "password": f"{NEW_PASSWORD}-{i}", "confirm": f"{NEW_PASSWORD}-{i}"})
+        return response.status_code, clients[i].get("/login").get_data(as_text=True)
+
+    results = run_together(n, use)
+    assert [code for code, _page in results] == [302] * n
+    pages = [page for _code, page in results]
+    assert sum("密码已修改" in p for p in pages) == 1, pages
+    assert sum("该重置链接无效或已过期" in p for p in pages) == n - 1
+    assert count(app, SecurityEvent, SecurityEvent.kind == "password_set") == 1
+    assert count(app, PasswordResetToken, PasswordResetToken.used_at.is_(None)) == 0
+    # Exactly the winner's password works.
+    winners = [i for i, p in enumerate(pages) if "密码已修改" in p]
+    assert login(app.test_client(), "clerk", f"{NEW_PASSWORD}-{winners[0]}").status_code == 302
