@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
 
 import sqlalchemy as sa
 from flask import current_app, has_request_context, request
@@ -24,7 +23,7 @@ from models import (
 from models.base import utcnow
 from models.staff import ROLES
 from models.validators import DomainError, check_length, check_phone
-from security import sessions
+from security import sessions, throttle
 from security.passwords import check_policy, hash_password, verify_password
 from workflow.notify import notify
 
@@ -181,32 +180,13 @@ def reset_with_token(token: str, password: str) -> Staff:
     return staff
 
 
-def failures_since(since: datetime, *, username: str | None = None, ip: str | None = None) -> int:
-    query = sa.select(sa.func.count()).select_from(SecurityEvent).where(
-        SecurityEvent.kind == "login_failed", SecurityEvent.at >= since)
-    if username is not None:
-        query = query.where(SecurityEvent.username == username)
-    if ip is not None:
-        query = query.where(SecurityEvent.ip == ip)
-    return db.session.scalar(query) or 0
-
-
-def is_throttled(username: str) -> bool:
-    """Too many recent failures for this account or from this address: refuse before checking."""
-    cfg = current_app.config
-    since = utcnow() - cfg["LOGIN_FAILURE_WINDOW"]
-    if failures_since(since, username=username) >= cfg["LOGIN_MAX_FAILURES_ACCOUNT"]:
-        return True
-    ip = client_ip()
-    return bool(ip) and failures_since(since, ip=ip) >= cfg["LOGIN_MAX_FAILURES_IP"]
-
-
 def authenticate(username: str, password: str) -> Staff | None:
-    """Check credentials with throttling; every outcome is logged (ACC-7)."""
+    """Check credentials with throttling (an attempt's slot is taken before the password is
+    checked, see security/throttle.py); every outcome is logged (ACC-7)."""
     from security.passwords import verify_unknown_user
 
     username = (username or "").strip().lower()[:64]
-    if is_throttled(username):
+    if not throttle.take_login_slot(username):
         log_event("login_throttled", username=username)
         db.session.commit()
         raise DomainError(_l("Too many failed attempts. Try again in 15 minutes."), "username")
@@ -218,6 +198,7 @@ def authenticate(username: str, password: str) -> Staff | None:
         log_event("login_failed", staff=staff, username=username)
         db.session.commit()
         return None
+    throttle.clear_login_slots(username)
     log_event("login", staff=staff)
     db.session.commit()
     return staff

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from models import SecurityEvent, Staff, UserSession, db
-from tests.conftest import CSRF, PASSWORD, csrf_token, login
+from tests.conftest import CSRF, PASSWORD, ROLE_USERS, csrf_token, login
 
 NEW_PASSWORD = "Brand-New-Secret-77"
 
@@ -48,6 +48,14 @@ def refused_to_login_page(app: Flask, client: FlaskClient) -> None:
     assert response.headers["Location"].split("?")[0].endswith("/login")
     carried = set_session_cookie(app, response)
     assert carried is None or ("_user_id" not in carried and "sid" not in carried), carried
+
+
+def events(app: Flask, kind: str) -> list[SecurityEvent]:
+    with app.app_context():
+        rows = db.session.scalars(sa.select(SecurityEvent).where(SecurityEvent.kind == kind)
+                                  .order_by(SecurityEvent.id)).all()
+        db.session.expunge_all()
+        return list(rows)
 
 
 def count(app: Flask, model: type, *where: Any) -> int:
@@ -214,3 +222,88 @@ def test_acc_3_concurrent_uses_of_one_reset_token_one_wins_others_told(app, staf
     # Exactly the winner's password works.
     winners = [i for i, p in enumerate(pages) if "密码已修改" in p]
     assert login(app.test_client(), "clerk", f"{NEW_PASSWORD}-{winners[0]}").status_code == 302
+
+
+# --- 2. login throttling ---------------------------------------------------------------------------------
+
+
+def test_acc_7_parallel_wrong_passwords_check_at_most_the_limit(app, staff_ids):
+    """16 wrong passwords for one account at once (own client and connection each): only the
+    limit's worth are checked and logged as failures, the rest are refused unchecked."""
+    n = 16
+    limit = app.config["LOGIN_MAX_FAILURES_ACCOUNT"]
+    clients = [app.test_client() for _ in range(n)]
+    tokens = [csrf_token(c) for c in clients]
+
+    def guess(i: int) -> int:
+        return clients[i].post("/login", data={"csrf_token": tokens[i], "username": "clerk",
+                                               "password": f"Wrong-Password-{i:02d}"}).status_code
+
+    codes = run_together(n, guess)
+    assert sorted(codes) == [401] * limit + [429] * (n - limit)
+    assert count(app, SecurityEvent, SecurityEvent.kind == "login_failed") == limit
+    assert count(app, SecurityEvent, SecurityEvent.kind == "login_throttled") == n - limit
+    assert login(app.test_client(), "clerk").status_code == 429
+
+
+def test_acc_7_failures_from_one_address_do_not_lock_out_others(app, staff_ids):
+    """An attacker behind the firm's shared address fails 25 times over several accounts; the
+    admin from the same address still logs in with the right password."""
+    attacker = app.test_client()
+    for i in range(25):
+        name = ("clerk", "manager", "guard", "ghost", "nobody")[i % 5]
+        assert login(attacker, name, "Wrong-Password-99").status_code in (401, 429)
+    admin = app.test_client()
+    assert login(admin, ROLE_USERS["admin"]).status_code == 302
+    assert admin.get("/admin/").status_code == 200
+    # The attacked pairs stay limited.
+    assert login(app.test_client(), "clerk").status_code == 429
+
+
+def test_acc_7_longer_tiers_limit_further_attempts(app, staff_ids, monkeypatch):
+    """Progressive limits: once the short window has passed, the hourly tier still counts."""
+    import time
+    from datetime import timedelta
+
+    monkeypatch.setitem(app.config, "LOGIN_FAILURE_WINDOW", timedelta(seconds=1))
+    monkeypatch.setitem(app.config, "LOGIN_LIMITS_LONGER", "7 per hour")
+    client = app.test_client()
+    for _ in range(5):
+        assert login(client, "clerk", "Wrong-Password-99").status_code == 401
+    assert login(client, "clerk", "Wrong-Password-99").status_code == 429
+    time.sleep(1.2)
+    for _ in range(2):
+        assert login(client, "clerk", "Wrong-Password-99").status_code == 401
+    assert login(client, "clerk", PASSWORD).status_code == 429  # the hour's 7 are used up
+
+
+def test_acc_7_x_forwarded_for_ignored_without_trusted_proxies(app, staff_ids):
+    """Without TRUSTED_PROXIES a client cannot pick its own address to dodge the limit."""
+    assert app.config["TRUSTED_PROXIES"] == 0
+    client = app.test_client()
+    for i in range(app.config["LOGIN_MAX_FAILURES_ACCOUNT"]):
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = f"203.0.113.{i}"
+        assert login(client, "clerk", "Wrong-Password-99").status_code == 401
+    client.environ_base["HTTP_X_FORWARDED_FOR"] = "203.0.113.99"
+    assert login(client, "clerk", PASSWORD).status_code == 429
+    assert {r.ip for r in events(app, "login_failed")} == {"127.0.0.1"}
+
+
+def test_acc_7_x_forwarded_for_honoured_from_trusted_proxy(app, staff_ids, monkeypatch):
+    """TRUSTED_PROXIES=1: the proxy's X-Forwarded-For is the client address for the log and the
+    limit; one client's failures do not lock the same account for another client."""
+    monkeypatch.setitem(app.config, "TRUSTED_PROXIES", 1)
+    attacker = app.test_client()
+    attacker.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.7"
+    for _ in range(app.config["LOGIN_MAX_FAILURES_ACCOUNT"]):
+        assert login(attacker, "clerk", "Wrong-Password-99").status_code == 401
+    assert login(attacker, "clerk", PASSWORD).status_code == 429
+    clerk = app.test_client()
+    clerk.environ_base["HTTP_X_FORWARDED_FOR"] = "198.51.100.8"
+    assert login(clerk, "clerk", PASSWORD).status_code == 302
+    assert {r.ip for r in events(app, "login_failed")} == {"198.51.100.7"}
+    assert [r.ip for r in events(app, "login")] == ["198.51.100.8"]
+    # Only the last hop counts: a client-supplied earlier entry is not believed.
+    spoof = app.test_client()
+    spoof.environ_base["HTTP_X_FORWARDED_FOR"] = "192.0.2.1, 198.51.100.7"
+    assert login(spoof, "clerk", PASSWORD).status_code == 429
