@@ -36,11 +36,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
 
-    from security import auth
+    from security import auth, throttle
     from views import templating
 
     babel.init_app(app, locale_selector=auth.select_locale)
     auth.init_app(app)
+    throttle.init_app(app)
     templating.init_app(app)
     _init_admin(app)
     _init_cli(app)

@@ -32,9 +32,18 @@ class Config:
     MAX_CONTENT_LENGTH = 10 * 1024 * 1024
     # ACC-2 / throttling
     PASSWORD_MIN_LENGTH = 12
+    # Login attempts per account *and* address (security/throttle.py): 5 per 15 minutes, then
+    # the longer tiers; a correct password clears them. Nothing is limited per address alone.
     LOGIN_MAX_FAILURES_ACCOUNT = 5
-    LOGIN_MAX_FAILURES_IP = 20
     LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+    LOGIN_LIMITS_LONGER = os.environ.get("LOGIN_LIMITS_LONGER", "10 per hour; 20 per day")
+    # Where Flask-Limiter keeps the counts: memory (one host) or e.g. redis://host:6379 so that
+    # every app host shares them.
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_STRATEGY = "moving-window"
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto are believed (ProxyFix);
+    # 0 = none: those headers are ignored.
+    TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", "0"))
     RESET_TOKEN_LIFETIME = timedelta(hours=1)
     ARGON2_TIME_COST = 3
     ARGON2_MEMORY_COST = 65536

@@ -26,13 +26,14 @@ from models.staff import (
     SecurityEvent,
     Staff,
     StaffRole,
+    UserSession,
 )
 from models.workflow import Delegation, SignOff, WorkflowSetting
 
 __all__ = [
     "AuditEntry", "AuditHead", "Delegation", "KeyCustody", "KeyUse", "SignOff", "WorkflowSetting",
     "Building", "Department", "Estate", "Notification", "Occupancy", "PasswordResetToken",
-    "Resident", "ResidentChange", "RoleChange", "SecurityEvent", "Staff", "StaffRole", "Unit",
+    "Resident", "ResidentChange", "RoleChange", "SecurityEvent", "Staff", "StaffRole", "Unit", "UserSession",
     "VipCommunication", "VipProfile", "db",
 ]
 

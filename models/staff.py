@@ -128,6 +128,24 @@ class PasswordResetToken(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
 
 
+class UserSession(db.Model):
+    """One signed-in browser session, checked on every request so that logout, a password
+    change, deactivation or a role change ends it on the server: a copied cookie stops working."""
+
+    __tablename__ = "user_session"
+    __audit__ = False  # last_seen_at moves on every request; logins/logouts are in the security log
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 of the random id the signed cookie carries; the id itself is never stored.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True, info={"sensitive": True})
+    staff_id: Mapped[int] = mapped_column(sa.ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    staff: Mapped[Staff] = relationship()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+    user_agent: Mapped[str | None] = mapped_column(sa.String(255))
+
+
 class SecurityEvent(db.Model):
     """ACC-7: logins, failures, permission changes and confidential views."""
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
 
 import sqlalchemy as sa
 from flask import current_app, has_request_context, request
@@ -24,6 +23,7 @@ from models import (
 from models.base import utcnow
 from models.staff import ROLES
 from models.validators import DomainError, check_length, check_phone
+from security import sessions, throttle
 from security.passwords import check_policy, hash_password, verify_password
 from workflow.notify import notify
 
@@ -107,6 +107,9 @@ def set_roles(staff: Staff, roles: set[str], actor: Staff, actor_password: str |
         StaffRole(role=r) for r in sorted(roles - old)]
     db.session.add(RoleChange(staff=staff, changed_by=actor, old_roles=",".join(sorted(old)),
                               new_roles=",".join(sorted(roles))))
+    # Open sessions end: the person signs in again under the new roles (an admin editing
+    # their own account keeps the browser they are using).
+    sessions.revoke_all(staff, keep_current=staff.id == actor.id)
     log_event("roles_changed", staff=staff,
               detail=f"{','.join(sorted(old))} -> {','.join(sorted(roles))} by {actor.username}")
     with force_locale(staff.locale or "zh_Hans_CN"):
@@ -115,12 +118,18 @@ def set_roles(staff: Staff, roles: set[str], actor: Staff, actor_password: str |
     return True
 
 
+def end_sessions(staff: Staff) -> None:
+    """Every open session of the account ends on the server (its rows revoked, its epoch bumped)."""
+    staff.session_epoch = (staff.session_epoch or 0) + 1
+    sessions.revoke_all(staff)
+
+
 def set_password(staff: Staff, password: str, *, actor: Staff | None = None) -> None:
     """ACC-3: a new password ends every existing session of that account."""
     check_policy(password, staff.username)
     staff.password_hash = hash_password(password)
     staff.password_changed_at = utcnow()
-    staff.session_epoch = (staff.session_epoch or 0) + 1
+    end_sessions(staff)
     log_event("password_set", staff=staff, detail=f"by {actor.username if actor else 'self'}")
 
 
@@ -151,41 +160,35 @@ def find_reset_token(token: str) -> PasswordResetToken | None:
     return row
 
 
+class ResetLinkUsed(DomainError):
+    """The link was used (perhaps a moment ago, by a concurrent request) or has expired."""
+
+
 def reset_with_token(token: str, password: str) -> Staff:
+    """ACC-3: check the policy, then claim the token with one conditional UPDATE so that of
+    concurrent uses exactly one wins; the others get ``ResetLinkUsed``, never a stale-row error."""
     row = find_reset_token(token)
     if row is None:
-        raise DomainError(_l("This reset link is invalid or has expired."), "password")
-    set_password(row.staff, password)
-    row.used_at = utcnow()
-    return row.staff
-
-
-def failures_since(since: datetime, *, username: str | None = None, ip: str | None = None) -> int:
-    query = sa.select(sa.func.count()).select_from(SecurityEvent).where(
-        SecurityEvent.kind == "login_failed", SecurityEvent.at >= since)
-    if username is not None:
-        query = query.where(SecurityEvent.username == username)
-    if ip is not None:
-        query = query.where(SecurityEvent.ip == ip)
-    return db.session.scalar(query) or 0
-
-
-def is_throttled(username: str) -> bool:
-    """Too many recent failures for this account or from this address: refuse before checking."""
-    cfg = current_app.config
-    since = utcnow() - cfg["LOGIN_FAILURE_WINDOW"]
-    if failures_since(since, username=username) >= cfg["LOGIN_MAX_FAILURES_ACCOUNT"]:
-        return True
-    ip = client_ip()
-    return bool(ip) and failures_since(since, ip=ip) >= cfg["LOGIN_MAX_FAILURES_IP"]
+        raise ResetLinkUsed(_l("This reset link is invalid or has expired."), "password")
+    staff = row.staff
+    check_policy(password, staff.username)  # a refused password keeps the link usable
+    now = utcnow()
+    claimed = db.session.execute(sa.update(PasswordResetToken).where(
+        PasswordResetToken.id == row.id, PasswordResetToken.used_at.is_(None),
+        PasswordResetToken.expires_at > now).values(used_at=now).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
+        raise ResetLinkUsed(_l("This reset link is invalid or has expired."), "password")
+    set_password(staff, password)
+    return staff
 
 
 def authenticate(username: str, password: str) -> Staff | None:
-    """Check credentials with throttling; every outcome is logged (ACC-7)."""
+    """Check credentials with throttling (an attempt's slot is taken before the password is
+    checked, see security/throttle.py); every outcome is logged (ACC-7)."""
     from security.passwords import verify_unknown_user
 
     username = (username or "").strip().lower()[:64]
-    if is_throttled(username):
+    if not throttle.take_login_slot(username):
         log_event("login_throttled", username=username)
         db.session.commit()
         raise DomainError(_l("Too many failed attempts. Try again in 15 minutes."), "username")
@@ -197,6 +200,7 @@ def authenticate(username: str, password: str) -> Staff | None:
         log_event("login_failed", staff=staff, username=username)
         db.session.commit()
         return None
+    throttle.clear_login_slots(username)
     log_event("login", staff=staff)
     db.session.commit()
     return staff

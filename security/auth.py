@@ -22,12 +22,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from models import Staff, db
 from models.validators import DomainError
-from security import accounts
+from security import accounts, sessions
 from security.passwords import verify_password
 
 bp = Blueprint("auth", __name__)
@@ -103,6 +105,8 @@ def login():  # type: ignore[no-untyped-def]
         target = safe_next(request.args.get("next"))
         session.clear()  # a fresh session at login: nothing set before survives (fixation)
         login_user(staff, remember=False)
+        sessions.start(staff)
+        db.session.commit()
         session["locale"] = staff.locale
         session["seen"] = time.time()
         session.permanent = True
@@ -114,6 +118,7 @@ def login():  # type: ignore[no-untyped-def]
 def logout():  # type: ignore[no-untyped-def]
     if current_user.is_authenticated:
         accounts.log_event("logout", staff=current_user)
+        sessions.revoke_current()  # a copy of this cookie is dead from now on
         db.session.commit()
     logout_user()
     session.clear()
@@ -129,11 +134,19 @@ def reset(token: str):  # type: ignore[no-untyped-def]
     if form.validate_on_submit():
         try:
             accounts.reset_with_token(token, form.password.data)
+            db.session.commit()
+        except accounts.ResetLinkUsed:
+            db.session.rollback()  # another request used the link first: the ordinary message
+            flash(_("This reset link is invalid or has expired."), "error")
+            return redirect(url_for("auth.login"))
         except DomainError as exc:
             db.session.rollback()
             form.password.errors.append(str(exc.message))
+        except (StaleDataError, IntegrityError):
+            db.session.rollback()  # the account changed under us; the link stays unused
+            form.password.errors.append(_("Someone else changed this record after you opened it. "
+                                          "Reload and try again; nothing of yours was saved."))
         else:
-            db.session.commit()
             flash(_("Password changed. Please log in."), "success")
             return redirect(url_for("auth.login"))
     return render_template("auth/reset.html", form=form)
@@ -153,8 +166,10 @@ def change_password():  # type: ignore[no-untyped-def]
                 db.session.rollback()
                 form.password.errors.append(str(exc.message))
             else:
+                staff = current_user._get_current_object()
+                sessions.start(staff)  # set_password ended every session, this one too: a new one
                 db.session.commit()
-                login_user(current_user._get_current_object(), remember=False)  # re-issue with the new epoch
+                login_user(staff, remember=False)  # re-issue with the new epoch
                 flash(_("Password changed."), "success")
                 return redirect(url_for("admin.index"))
     return render_template("auth/password.html", form=form)
@@ -196,14 +211,26 @@ def select_locale() -> str:
     return session.get("locale") or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
+def _is_static() -> bool:
+    return request.endpoint == "static" or (request.endpoint or "").endswith(".static")
+
+
+def _check_session() -> None:
+    """A cookie whose server-side session ended (logout, new password, …) is emptied."""
+    if not _is_static():
+        sessions.check_request()
+
+
 def _idle_timeout():  # type: ignore[no-untyped-def]
     """Log out a session idle for longer than IDLE_TIMEOUT."""
-    if request.endpoint == "static" or (request.endpoint or "").endswith(".static"):
+    if _is_static():
         return None
     if current_user.is_authenticated:
         now = time.time()
         seen = session.get("seen", now)
         if now - seen > current_app.config["IDLE_TIMEOUT"].total_seconds():
+            sessions.revoke_current()
+            db.session.commit()
             logout_user()
             session.clear()
             flash(_("You were logged out after a period of inactivity."), "info")
@@ -230,5 +257,6 @@ def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(bp)
     app.session_interface = SessionInterface()
+    app.before_request(_check_session)
     app.before_request(_idle_timeout)
     app.after_request(_security_headers)

@@ -79,7 +79,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
 
 def wipe(app: Flask) -> None:
     from models.duty import duty_log_guard_statements, duty_log_unguard_statements
+    from security import throttle
 
+    throttle.reset_all(app)  # login attempt counts live in the limiter's storage, not in tables
     with app.app_context():
         db.session.remove()
         tables = list(reversed(db.metadata.sorted_tables))

@@ -416,15 +416,19 @@ def test_acc_4_role_change_recorded_notified_and_effective(app, login_as, staff_
     [note] = rows(app, Notification, Notification.staff_id == engineer_id)
     assert note.subject
 
-    # The engineer's very next request runs with the new permissions, without logging in again.
+    # A role change ends the engineer's open sessions on the server; signed in again, the new
+    # permissions apply.
+    assert engineer.get("/admin/resident/").status_code == 302
+    engineer = login_as("engineering")
     assert engineer.get("/admin/resident/").status_code == 200
     home = engineer.get("/admin/").get_data(as_text=True)
     assert note.subject in home  # the notice is shown in-app
 
-    # Taking the role away is just as immediate.
+    # Taking the role away is just as immediate: the session ends, the new login lacks the role.
     response = edit_staff(admin, engineer_id, roles=["engineering"], confirm=PASSWORD)
     assert response.status_code == 302
-    assert engineer.get("/admin/resident/").status_code == 403
+    assert engineer.get("/admin/resident/").status_code == 302
+    assert login_as("engineering").get("/admin/resident/").status_code == 403
     assert len(rows(app, RoleChange, RoleChange.staff_id == engineer_id,
                     RoleChange.changed_by_id == staff_ids["admin"])) == 2
     assert len(rows(app, Notification, Notification.staff_id == engineer_id)) == 2

@@ -134,7 +134,7 @@ class StaffView(SecureModelView):
                 if model.id == current_user.id:
                     raise DomainError(_l("You cannot deactivate your own account."), "active")
                 model.active = active
-                model.session_epoch += 1
+                accounts.end_sessions(model)
                 accounts.log_event("account_deactivated" if not active else "account_activated",
                                    staff=model, detail=f"by {current_user.username}")
             db.session.commit()
