@@ -56,6 +56,9 @@ class Config:
     SMTP_STARTTLS = os.environ.get("SMTP_STARTTLS", "") == "1"
     # Time rules: the in-process sweep (deadlines, escalations, reminders); 0 = off (use cron).
     SWEEP_INTERVAL_SECONDS = float(os.environ.get("SWEEP_INTERVAL_SECONDS", "0"))
+    # Where `flask audit checkpoint` appends the audit chain's signed tip: outside the database and
+    # its backups. Empty: instance/audit-checkpoints.jsonl in development; production must set it.
+    AUDIT_CHECKPOINT_FILE = os.environ.get("AUDIT_CHECKPOINT_FILE", "")
     FLASK_ADMIN_SWATCH = "default"
 
 

@@ -5,7 +5,7 @@ from models import archive_records, archives, complaints, duty, help_requests  #
 from models import moving, renovation, repairs, violations, visits  # noqa: E402,F401,I001  (register their tables)
 from models import numbering  # noqa: E402,F401,I001  (record-number counters)
 from models import attachment  # noqa: E402,F401,I001  (shared attachment store: signatures, scans, drawings)
-from models.audit import AuditEntry, AuditHead
+from models.audit import AuditEntry, AuditHead, AuditRedactionPermit
 from models.base import db
 from models.key_custody import KeyCustody, KeyUse
 from models.registry import (
@@ -31,7 +31,8 @@ from models.staff import (
 from models.workflow import Delegation, SignOff, WorkflowSetting
 
 __all__ = [
-    "AuditEntry", "AuditHead", "Delegation", "KeyCustody", "KeyUse", "SignOff", "WorkflowSetting",
+    "AuditEntry", "AuditHead", "AuditRedactionPermit", "Delegation", "KeyCustody", "KeyUse", "SignOff",
+    "WorkflowSetting",
     "Building", "Department", "Estate", "Notification", "Occupancy", "PasswordResetToken",
     "Resident", "ResidentChange", "RoleChange", "SecurityEvent", "Staff", "StaffRole", "Unit", "UserSession",
     "VipCommunication", "VipProfile", "db",

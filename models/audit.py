@@ -2,23 +2,31 @@
 export and confidential view, hash-chained with a key kept outside the database.
 
 The database itself refuses UPDATE, DELETE (and on PostgreSQL TRUNCATE) of ``audit_entry``
-through triggers created with the table, so neither the app nor a stray SQL console can
-rewrite history; ``flask audit verify`` catches whatever gets past that (e.g. a file edit).
+through triggers (created with the table, and by migration e12a00000001 on a migrated
+database), so neither the app nor a stray SQL console can rewrite history; ``flask audit
+verify`` catches whatever gets past that (a superuser dropping the triggers, a file edit), and
+the signed head and the checkpoints outside the database catch a trail cut short or wiped.
 
 One UPDATE is let through: retention's redaction of a purged record's rows (REGULATIONS §10),
 which empties ``changes`` and ``comment`` and sets the three ``redact*`` columns together,
-leaving every chained column as it was. The seal (an HMAC with the audit key) is what tells
-retention's redaction from someone else's; ``verify`` checks it.
+leaving every chained column as it was, and only while a running retention batch holds a permit
+for the row's record (``AuditRedactionPermit``). The seal (an HMAC with the audit key) is what
+tells retention's redaction from someone else's; ``verify`` checks it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import UTCDateTime, db, utcnow
+
+GENESIS = "0" * 64  # the hash before the first row
 
 
 class AuditEntry(db.Model):
@@ -59,12 +67,40 @@ class AuditEntry(db.Model):
 
 
 class AuditHead(db.Model):
-    """The chain's tip: one row, locked by every append so two writers never fork the chain."""
+    """The chain's tip: one row, locked by every append so two writers never fork the chain.
+
+    ``signature`` is HMAC(AUDIT_KEY, seq, last_hash) (``head_signature``), rewritten by every
+    append: someone with only database access can neither cut the trail's tail and move the head
+    back to match, nor reset the head to an empty trail, without the key. Rolling the head back to
+    an older tip with that tip's old signature is what ``flask audit checkpoint`` catches.
+    """
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    last_hash: Mapped[str] = mapped_column(sa.String(64), default="0" * 64)
+    last_hash: Mapped[str] = mapped_column(sa.String(64), default=GENESIS)
+    signature: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class AuditRedactionPermit(db.Model):
+    """The records whose audit rows retention is redacting right now.
+
+    Written and removed inside the purge's own transaction (``workflow.audit.redact``), so when
+    committed the table is always empty. The UPDATE guard accepts a redaction only for a row whose
+    record holds a permit of a *running* retention batch: never from an ordinary connection.
+    """
+
+    __tablename__ = "audit_redaction_permit"
+    __audit__ = False
+    batch_id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    record_type: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    record_id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+
+
+def head_signature(key: bytes, seq: int, last_hash: str) -> str:
+    """What proves the head was written by the app: binds the tip's seq and hash to the key."""
+    canonical = json.dumps(["head", seq, last_hash], separators=(",", ":"))
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 # Columns a redaction must leave exactly as they were (everything but changes, comment, redact*).
@@ -74,10 +110,14 @@ _SAME = " AND ".join(f"NEW.{c} IS OLD.{c}" for c in KEPT_BY_REDACTION)
 _REDACTION = ("OLD.redacted_at IS NULL AND OLD.redacted_by_batch IS NULL AND OLD.redaction_seal IS NULL"
               " AND NEW.redacted_at IS NOT NULL AND NEW.redacted_by_batch IS NOT NULL"
               " AND NEW.redaction_seal IS NOT NULL AND NEW.changes IS NULL AND NEW.comment IS NULL")
+# Only while retention purges the row's record: its permit, of the batch the row names, running.
+_PURGING = ("EXISTS (SELECT 1 FROM audit_redaction_permit p JOIN retention_batch b ON b.id = p.batch_id"
+            " WHERE p.batch_id = NEW.redacted_by_batch AND p.record_type = OLD.record_type"
+            " AND p.record_id = OLD.record_id AND b.state = 'running')")
 
 SQLITE_GUARDS = [
     f"""CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry
-       WHEN NOT ({_REDACTION} AND {_SAME})
+       WHEN NOT ({_REDACTION} AND {_SAME} AND {_PURGING})
        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS audit_entry_no_delete BEFORE DELETE ON audit_entry
        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
@@ -89,7 +129,7 @@ POSTGRES_GUARDS = [
     f"""CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
          IF TG_OP = 'UPDATE' THEN
-           IF {_REDACTION} AND {_PG_SAME} THEN
+           IF {_REDACTION} AND {_PG_SAME} AND {_PURGING} THEN
              RETURN NEW;
            END IF;
          END IF;
@@ -127,26 +167,12 @@ POSTGRES_HEAD_GUARDS = [
 
 
 def guard_statements(dialect: str) -> list[str]:
-    """The DDL that makes ``audit_entry`` append-only on this database (also used by migrations)."""
+    """The DDL that makes ``audit_entry`` append-only on this database (create_all and tests).
+
+    Migrations keep their own frozen copy of the text they ran (e12a00000001): an edit here
+    needs a new migration, which tests/test_audit_integrity.py checks by comparing the two.
+    """
     return POSTGRES_GUARDS if dialect == "postgresql" else SQLITE_GUARDS
-
-
-def redaction_upgrade_statements(dialect: str) -> list[str]:
-    """For the migration that adds the ``redact*`` columns: swap the old refuse-everything UPDATE
-    guard for the one that lets retention's redaction through (run after adding the columns)."""
-    if dialect == "postgresql":
-        return POSTGRES_GUARDS[:1]  # the triggers call the function by name; replacing it is enough
-    return ["DROP TRIGGER IF EXISTS audit_entry_no_update", SQLITE_GUARDS[0]]
-
-
-def redaction_downgrade_statements(dialect: str) -> list[str]:
-    """The guard as it was before redaction existed (run before dropping the columns)."""
-    if dialect == "postgresql":
-        return ["""CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-                   BEGIN RAISE EXCEPTION 'audit_entry is append-only'; END $$"""]
-    return ["DROP TRIGGER IF EXISTS audit_entry_no_update",
-            """CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry
-               BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END"""]
 
 
 def head_guard_statements(dialect: str) -> list[str]:
@@ -161,6 +187,11 @@ def _install_guards(table: sa.Table, connection: sa.Connection, **kw: object) ->
 
 @sa.event.listens_for(AuditHead.__table__, "after_create")
 def _install_head(table: sa.Table, connection: sa.Connection, **kw: object) -> None:
-    connection.execute(table.insert().values(id=1, seq=0, last_hash="0" * 64))
+    """The genesis head, signed when the app's key is at hand (create_all runs in an app context)."""
+    from flask import current_app, has_app_context
+
+    key = current_app.config.get("AUDIT_KEY") if has_app_context() else None
+    signature = head_signature(key.encode(), 0, GENESIS) if key else None
+    connection.execute(table.insert().values(id=1, seq=0, last_hash=GENESIS, signature=signature))
     for statement in head_guard_statements(connection.dialect.name):
         connection.exec_driver_sql(statement)

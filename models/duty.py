@@ -251,10 +251,11 @@ _PURGING = ("EXISTS (SELECT 1 FROM tombstone t JOIN retention_batch b ON b.id = 
 
 
 def duty_log_guard_statements(dialect_name: str, *, truncate: bool = True) -> list[str]:
-    """DDL making ``duty_log`` append-only (for create_all and the migration).
+    """DDL making ``duty_log`` append-only (for create_all; migrations keep a frozen copy).
 
     DELETE passes only for a row a running retention batch is purging (its pending tombstone);
-    ``truncate=False`` leaves out PostgreSQL's TRUNCATE guard (the test wipe truncates).
+    ``truncate=False`` leaves out PostgreSQL's TRUNCATE guard (a test putting the guard back after
+    writing around it may leave it out).
     """
     if dialect_name == "postgresql":
         statements = [
@@ -294,7 +295,7 @@ def duty_log_unguard_statements(dialect_name: str) -> list[str]:
 
 @sa.event.listens_for(DutyLog.__table__, "after_create")
 def _install_guards(table: sa.Table, connection: sa.Connection, **kw: object) -> None:
-    for statement in duty_log_guard_statements(connection.dialect.name, truncate=False):
+    for statement in duty_log_guard_statements(connection.dialect.name):
         connection.exec_driver_sql(statement)
 
 

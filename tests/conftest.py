@@ -88,11 +88,11 @@ def wipe(app: Flask) -> None:
         with db.engine.begin() as conn:
             # The audit table refuses DELETE/TRUNCATE by trigger; tests lift that for the wipe only.
             if conn.dialect.name == "postgresql":
-                for name in ("audit_entry", "audit_head"):
+                for name in ("audit_entry", "audit_head", "duty_log"):
                     conn.execute(sa.text(f"ALTER TABLE {name} DISABLE TRIGGER USER"))
                 names = ", ".join(f'"{t.name}"' for t in tables)
                 conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-                for name in ("audit_entry", "audit_head"):
+                for name in ("audit_entry", "audit_head", "duty_log"):
                     conn.execute(sa.text(f"ALTER TABLE {name} ENABLE TRIGGER USER"))
             else:  # the duty log's DTY-3 triggers too
                 for name in ("audit_entry_no_delete", "audit_head_no_delete"):

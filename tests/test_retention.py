@@ -20,7 +20,7 @@ from flask_babel import force_locale
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from models import AuditEntry, AuditHead, KeyCustody, KeyUse, SecurityEvent, SignOff, Staff, db
+from models import AuditEntry, AuditHead, AuditRedactionPermit, KeyCustody, KeyUse, SecurityEvent, SignOff, Staff, db
 from models.audit import guard_statements
 from models.retention import LegalHold, RetentionBatch, RetentionPolicy, Tombstone
 from models.validators import DomainError
@@ -300,54 +300,96 @@ def test_ret_audit_rows_of_purged_records_are_redacted_and_verify_stays_intact(d
     assert result.exit_code == 0 and "chain intact" in result.output
 
 
+def running_batch(p: RetentionPolicy, ids: dict[str, int], state: str = "running") -> int:
+    """A batch in ``state`` under ``p``, written directly (what an attacker with SQL could do too)."""
+    batch = RetentionBatch(policy_id=p.id, state=state, listed_at=NOW, listed_by_id=ids["manager"])
+    db.session.add(batch)
+    db.session.commit()
+    return batch.id
+
+
 def test_ret_database_refuses_a_redaction_not_made_the_retention_way(db_session, staff_ids) -> None:
     used_and_closed(staff_ids, local(2020, 1, 1))
     target = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.changes.is_not(None))).first()
-    marker = {"redacted_at": NOW, "redacted_by_batch": 1, "redaction_seal": "f" * 64}
+    batch = running_batch(policy(), staff_ids)
+    marker = {"redacted_at": NOW, "redacted_by_batch": batch, "redaction_seal": "f" * 64}
     refused = [
         {"changes": None, "comment": None},                                  # no marker
-        {"changes": None, "redacted_at": NOW, "redacted_by_batch": 1},       # marker incomplete, comment kept
+        {"changes": None, "redacted_at": NOW, "redacted_by_batch": batch},   # marker incomplete, comment kept
         {"changes": '{"x": [1, 2]}', **marker},                              # text rewritten, not emptied
         {"changes": None, "comment": None, "actor_name": "someone", **marker},  # a chained column changed
         {"changes": None, "comment": None, "seq": 10**6, **marker},
     ]
     db.session.commit()
-    for values in refused:
+    permit = {"batch_id": batch, "record_type": target.record_type, "record_id": target.record_id}
+    for values in refused:  # even with the permit of a running batch
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
             with db.engine.begin() as conn:
+                conn.execute(sa.insert(AuditRedactionPermit), permit)
                 conn.execute(sa.update(AuditEntry).where(AuditEntry.id == target.id).values(values))
     assert problems() == []
-    with db.engine.begin() as conn:  # exactly the permitted shape goes through...
+    with db.engine.begin() as conn:  # exactly the permitted shape, while the batch runs, goes through...
+        conn.execute(sa.insert(AuditRedactionPermit), permit)
         conn.execute(sa.update(AuditEntry).where(AuditEntry.id == target.id)
                      .values(changes=None, comment=None, **marker))
+        conn.execute(sa.delete(AuditRedactionPermit))
     with pytest.raises(sa.exc.DBAPIError, match="append-only"):  # ...once
         with db.engine.begin() as conn:
+            conn.execute(sa.insert(AuditRedactionPermit), permit)
             conn.execute(sa.update(AuditEntry).where(AuditEntry.id == target.id).values(redacted_by_batch=2))
     assert problems() == [(target.seq, "edited")]  # ...and verify names the forged seal
 
 
-def test_ret_migration_statements_swap_the_old_guard_for_the_redaction_guard(db_session, staff_ids) -> None:
-    """What the migration runs: before it, the guard refuses every UPDATE; after it, retention redacts."""
-    from models.audit import redaction_downgrade_statements, redaction_upgrade_statements
-
+def test_acc_7_redaction_shaped_update_is_refused_unless_a_running_batch_purges_the_record(
+        db_session, staff_ids) -> None:
+    """The trail's one UPDATE only while retention purges the row's record, never from an ordinary
+    connection: the exact redaction shape is refused without a permit, with a permit for another
+    record or of another batch, and while the batch is not running (listed, approved, done)."""
+    used_and_closed(staff_ids, local(2020, 1, 1))
+    target = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.changes.is_not(None))).first()
     p = policy()
-    record = closed(local(2020, 1, 1))
-    dialect = db.engine.dialect.name
-    db.session.rollback()
-    with db.engine.begin() as conn:
-        for statement in redaction_downgrade_statements(dialect):
-            conn.exec_driver_sql(statement)
-    try:
+    running, other = running_batch(p, staff_ids), running_batch(p, staff_ids)
+    own = {"batch_id": running, "record_type": target.record_type, "record_id": target.record_id}
+    attempts = [
+        [],                                                       # an ordinary connection
+        [{**own, "record_id": target.record_id + 1000}],          # a permit for another record
+        [{**own, "record_type": "resident"}],
+        [{**own, "batch_id": other}],                             # a permit of another batch
+    ]
+    redaction = {"changes": None, "comment": None, "redacted_at": NOW, "redacted_by_batch": running,
+                 "redaction_seal": "f" * 64}
+    for permits in attempts:
         with pytest.raises(sa.exc.DBAPIError, match="append-only"):
-            purge(p, staff_ids)
-    finally:
-        db.session.rollback()
+            with db.engine.begin() as conn:
+                for row in permits:
+                    conn.execute(sa.insert(AuditRedactionPermit), row)
+                conn.execute(sa.update(AuditEntry).where(AuditEntry.id == target.id).values(redaction))
+    for state in ("listed", "approved", "done", "cancelled"):
+        db.session.execute(sa.update(RetentionBatch).where(RetentionBatch.id == running).values(state=state))
+        db.session.commit()
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            with db.engine.begin() as conn:
+                conn.execute(sa.insert(AuditRedactionPermit), own)
+                conn.execute(sa.update(AuditEntry).where(AuditEntry.id == target.id).values(redaction))
+    db.session.expire_all()
+    assert db.session.get(AuditEntry, target.id).changes == target.changes and problems() == []
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditRedactionPermit)) == 0
+
+
+def test_acc_7_retention_leaves_no_redaction_permit_behind(db_session, staff_ids) -> None:
+    """The permits live only inside the purge's transactions: afterwards nothing stays open."""
+    gone = used_and_closed(staff_ids, local(2020, 1, 1)).id
+    batch = purge(policy(), staff_ids)
+    assert batch.state == "done" and all(e.redacted_by_batch == batch.id for e in trail("key_custody", gone))
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditRedactionPermit)) == 0
+    event = trail("retention_batch", batch.id)[-1]  # not redacted: only the batch's state stops it now
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):  # the batch is done: no more redaction
         with db.engine.begin() as conn:
-            for statement in redaction_upgrade_statements(dialect):
-                conn.exec_driver_sql(statement)
-    assert record in existing()  # the refused redaction took the whole purge transaction with it
-    batch = run_batch(db.session.scalar(sa.select(RetentionBatch.id)), now=NOW)
-    assert batch.state == "done" and record not in existing() and problems() == []
+            conn.execute(sa.insert(AuditRedactionPermit),
+                         {"batch_id": batch.id, "record_type": "retention_batch", "record_id": batch.id})
+            conn.execute(sa.update(AuditEntry).where(AuditEntry.id == event.id).values(
+                changes=None, comment=None, redacted_at=NOW, redacted_by_batch=batch.id,
+                redaction_seal="f" * 64))
 
 
 def test_ret_verify_catches_forged_redactions_and_still_catches_plain_edits(db_session, staff_ids) -> None:

@@ -39,8 +39,9 @@ MANAGER = frozenset({"manager"})
 RUN_CHUNKS_PER_REQUEST = 20  # 10,000 records per click at most; the CLI runs a batch to the end
 SHOWN = 200
 # Tables a hold makes no sense on: the machinery itself, not records.
-NOT_HOLDABLE = {"audit_entry", "audit_head", "tombstone", "legal_hold", "retention_batch", "retention_policy",
-                "security_event", "password_reset_token", "notification", "workflow_setting", "staff_role"}
+NOT_HOLDABLE = {"audit_entry", "audit_head", "audit_redaction_permit", "tombstone", "legal_hold", "retention_batch",
+                "retention_policy", "security_event", "password_reset_token", "notification", "workflow_setting",
+                "staff_role"}
 
 
 def _choices(labels: dict[str, Any]) -> list[tuple[str, str]]:

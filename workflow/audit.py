@@ -7,8 +7,11 @@ all leave the same rows without calling anything. The engine labels its own writ
 
 The chain: rows are appended in ``seq`` order while the single ``audit_head`` row is locked
 (an UPDATE), so two transactions can never both extend the same tip. Each row's hash is
-HMAC-SHA256(AUDIT_KEY, canonical row + previous hash); the key lives in the environment, so
-someone with only database access cannot recompute a valid chain after editing a row.
+HMAC-SHA256(AUDIT_KEY, canonical row + previous hash), and the head carries a signature over
+its seq and hash; the key lives in the environment, so someone with only database access can
+neither recompute a valid chain after editing a row nor cut the trail short (or wipe it) and
+move the head to match. ``verify`` checks both; workflow/audit_checkpoints.py anchors the
+signed tip outside the database against a head rolled back to an older tip.
 """
 
 from __future__ import annotations
@@ -21,15 +24,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import click
 import sqlalchemy as sa
-from flask import Flask, current_app, has_request_context, request
-from flask.cli import AppGroup
+from flask import current_app, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.base import NO_VALUE
 
-from models.audit import AuditEntry, AuditHead
+from models.audit import GENESIS, AuditEntry, AuditHead, AuditRedactionPermit, head_signature
 from models.base import current_actor_id, db, utcnow
 
 NOTES = "pm_audit_notes"
@@ -37,7 +38,6 @@ OLD = "pm_audit_old"  # old values of columns overwritten while expired, read be
 NOW_ACTING = "pm_audit_acting"  # (id, name) of the user an engine call acts for, until commit
 ACTOR = "pm_audit_actor"  # (id, name) for work done outside a request, e.g. the CLI
 SKIP_COLUMNS = {"id", "version", "created_at", "updated_at"}
-GENESIS = "0" * 64
 
 
 def record_type_of(obj: Any) -> str:
@@ -45,7 +45,7 @@ def record_type_of(obj: Any) -> str:
 
 
 def _audited(obj: Any) -> bool:
-    return getattr(type(obj), "__audit__", True) and not isinstance(obj, AuditEntry | AuditHead)
+    return getattr(type(obj), "__audit__", True) and not isinstance(obj, AuditEntry | AuditHead | AuditRedactionPermit)
 
 
 def _plain(value: Any) -> Any:
@@ -211,7 +211,7 @@ def record_event(action: str, *, record: Any = None, record_type: str | None = N
 
 
 # --- the chain ----------------------------------------------------------------------------
-def _key() -> bytes:
+def audit_key() -> bytes:
     return current_app.config["AUDIT_KEY"].encode()
 
 
@@ -241,43 +241,59 @@ def redact(connection: sa.Connection, record_type: str, record_ids: list[int], b
            at: datetime | None = None) -> int:
     """Empty ``changes`` and ``comment`` of the rows about purged records (REGULATIONS §10).
 
-    The only UPDATE the database guard lets through: the free text goes, the chained columns
-    (and so the digest the chain covers) stay, and the sealed marker says who did it. Rows
-    already redacted are left alone. Returns how many rows were redacted.
+    The only UPDATE the database guard lets through, and only while ``batch_id`` is running and
+    holds a permit for the record (written here and removed before returning, in the caller's
+    transaction): the free text goes, the chained columns (and so the digest the chain covers)
+    stay, and the sealed marker says who did it. Rows already redacted are left alone. Returns
+    how many rows were redacted.
     """
     if not record_ids:
         return 0
-    key, at = _key(), at or utcnow()
-    table, redacted = AuditEntry.__table__, 0
+    record_ids = list(dict.fromkeys(record_ids))  # one permit per record
+    key, at = audit_key(), at or utcnow()
+    table, permits, redacted = AuditEntry.__table__, AuditRedactionPermit.__table__, 0
     statement = (sa.update(table).where(table.c.id == sa.bindparam("row_id"))
                  .values(changes=None, comment=None, redacted_at=at, redacted_by_batch=batch_id,
                          redaction_seal=sa.bindparam("seal")))
     for start in range(0, len(record_ids), 2000):
+        part = record_ids[start:start + 2000]
         found = connection.execute(sa.select(table.c.id, table.c.seq, table.c.hash).where(
-            table.c.record_type == record_type, table.c.record_id.in_(record_ids[start:start + 2000]),
+            table.c.record_type == record_type, table.c.record_id.in_(part),
             table.c.redacted_at.is_(None))).all()
         if found:
+            connection.execute(sa.insert(permits), [{"batch_id": batch_id, "record_type": record_type,
+                                                     "record_id": i} for i in part])
             connection.execute(statement, [{"row_id": i, "seal": redaction_seal(key, seq, h, batch_id, at)}
                                            for i, seq, h in found])
+            connection.execute(sa.delete(permits).where(permits.c.batch_id == batch_id,
+                                                        permits.c.record_type == record_type,
+                                                        permits.c.record_id.in_(part)))
             redacted += len(found)
     return redacted
 
 
 def ensure_head(connection: sa.Connection) -> None:
+    """The signed genesis head of an empty trail, for setups that build tables without
+    create_all or the migrations (bulk loads, test wipes). Never called on a live trail: there a
+    missing head means tampering, and ``append`` refuses to write."""
     if connection.execute(sa.select(AuditHead.id).where(AuditHead.id == 1)).first() is None:
-        connection.execute(sa.insert(AuditHead).values(id=1, seq=0, last_hash=GENESIS))
+        connection.execute(sa.insert(AuditHead).values(id=1, seq=0, last_hash=GENESIS,
+                                                       signature=head_signature(audit_key(), 0, GENESIS)))
+
+
+class HeadMissing(RuntimeError):
+    """The chain's head row is gone: someone removed it around its trigger; nothing is written."""
 
 
 def append(connection: sa.Connection, rows: list[dict[str, Any]], actor_id: int | None,
            actor_name: str | None, ip: str | None) -> None:
-    """Extend the chain by ``rows`` while holding the head row's lock."""
+    """Extend the chain by ``rows`` while holding the head row's lock, and re-sign the tip."""
     head = sa.update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + len(rows))
     tip = connection.execute(head.returning(AuditHead.seq, AuditHead.last_hash)).first()
-    if tip is None:
-        ensure_head(connection)
-        tip = connection.execute(head.returning(AuditHead.seq, AuditHead.last_hash)).first()
+    if tip is None:  # recreating it would start a fresh chain that hides the old one
+        raise HeadMissing("audit_head is missing: the audit trail was tampered with; run `flask audit verify`")
     seq, prev = tip[0] - len(rows), tip[1]
-    key, now = _key(), utcnow()
+    key, now = audit_key(), utcnow()
     values = []
     for row in rows:
         seq += 1
@@ -288,14 +304,15 @@ def append(connection: sa.Connection, rows: list[dict[str, Any]], actor_id: int 
         full["hash"] = prev = row_hash(key, full, prev)
         values.append(full)
     connection.execute(sa.insert(AuditEntry), values)
-    connection.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(last_hash=prev))
+    connection.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(
+        last_hash=prev, signature=head_signature(key, seq, prev)))
 
 
 # --- verification -------------------------------------------------------------------------
 @dataclass
 class Problem:
     seq: int | None
-    kind: str  # edited | removed | reordered | head
+    kind: str  # edited | removed | reordered | head | checkpoint
     detail: str
 
     def __str__(self) -> str:
@@ -303,13 +320,14 @@ class Problem:
 
 
 def verify(bind: sa.Engine | sa.Connection, batch: int = 5000) -> tuple[int, list[Problem]]:
-    """Walk the chain in ``seq`` order; report edited, removed or reordered rows."""
+    """Walk the chain in ``seq`` order; report edited, removed or reordered rows, and a head
+    that is missing, unsigned, or does not name the last row (a trail cut short or wiped)."""
     with Session(bind) as session:
         return _verify(session, batch)
 
 
 def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
-    key, problems = _key(), []
+    key, problems = audit_key(), []
     expected_seq, prev, count, last_id = 1, GENESIS, 0, 0
     while True:
         entries = session.execute(
@@ -338,13 +356,29 @@ def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
                 problems.append(Problem(e.seq, "edited", "row hash does not match its content"))
             prev, expected_seq = e.hash, e.seq + 1
         session.expunge_all()
-    head = session.get(AuditHead, 1)
+    return count, problems + _head_problems(key, session.get(AuditHead, 1), count, expected_seq - 1, prev)
+
+
+def _head_problems(key: bytes, head: AuditHead | None, count: int, last_seq: int, last_hash: str) -> list[Problem]:
+    """The signed head must name the last row: otherwise rows were cut off, wiped, or the head
+    was moved. An unsigned head never passes, not even at seq 0 (a reset head of a wiped trail)."""
     if head is None:
-        if count:
-            problems.append(Problem(None, "head", "the chain's head row is missing"))
-    elif head.seq != expected_seq - 1 or head.last_hash != prev:
-        problems.append(Problem(head.seq, "removed", "the chain ends before the recorded tip"))
-    return count, problems
+        return [Problem(None, "head", "the chain's head row is missing")]
+    found = []
+    if not hmac.compare_digest(head_signature(key, head.seq, head.last_hash), head.signature or ""):
+        found.append(Problem(head.seq, "head", "the head's signature is missing or invalid"))
+    if count == 0 and head.seq > 0:
+        found.append(Problem(head.seq, "removed", f"the trail is empty but the recorded tip is row {head.seq}:"
+                                                  " the trail was wiped"))
+    elif head.seq > last_seq:
+        found.append(Problem(last_seq + 1, "removed", f"rows {last_seq + 1}..{head.seq} are missing:"
+                                                      " the chain ends before the recorded tip"))
+    elif head.seq < last_seq:
+        found.append(Problem(head.seq + 1, "head", f"rows {head.seq + 1}..{last_seq} lie past the recorded tip:"
+                                                   " the head was moved back"))
+    elif head.last_hash != last_hash:
+        found.append(Problem(head.seq, "head", "the last row's hash is not the recorded tip's"))
+    return found
 
 
 def _sealed(key: bytes, e: AuditEntry) -> bool:
@@ -354,22 +388,3 @@ def _sealed(key: bytes, e: AuditEntry) -> bool:
         return False
     expected = redaction_seal(key, e.seq, e.hash, e.redacted_by_batch, e.redacted_at)
     return hmac.compare_digest(expected, e.redaction_seal or "")
-
-
-audit_cli = AppGroup("audit", help="The audit trail.")
-
-
-@audit_cli.command("verify")
-def verify_command() -> None:
-    """Check the hash chain; exit status 1 when any row was edited, removed or reordered."""
-    count, problems = verify(db.engine)
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    if problems:
-        click.echo(f"audit trail: {count} rows, {len(problems)} problem(s)", err=True)
-        raise SystemExit(1)
-    click.echo(f"audit trail: {count} rows, chain intact")
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(audit_cli)

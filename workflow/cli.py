@@ -1,4 +1,5 @@
-"""CLI of the shared layer: ``flask audit verify`` and ``flask workflow remind``."""
+"""CLI of the shared layer: ``flask workflow remind``, and ``flask audit verify|checkpoint``
+(workflow/audit_checkpoints.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from models.base import db
-from workflow import audit, engine
+from workflow import audit, audit_checkpoints, engine
 
 workflow_cli = AppGroup("workflow", help="Workflow engine tasks.")
 
@@ -24,6 +25,6 @@ def init_app(app: Flask) -> None:
     from workflow import retention, sweep
 
     app.cli.add_command(workflow_cli)
-    audit.init_app(app)
+    audit_checkpoints.init_app(app)
     sweep.init_app(app)
     retention.init_app(app)

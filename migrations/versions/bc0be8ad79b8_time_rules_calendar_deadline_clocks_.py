@@ -8,7 +8,27 @@ Create Date: 2026-11-24 00:09:36.093371
 from alembic import op
 import sqlalchemy as sa
 
-from models.audit import guard_statements, redaction_downgrade_statements, redaction_upgrade_statements
+# The audit_entry guards of this revision, frozen: later model edits must not change it.
+# Swap the refuse-everything UPDATE guard for one that lets retention's redaction through.
+REDACTION_UP = {
+    'sqlite': [
+        'DROP TRIGGER IF EXISTS audit_entry_no_update',
+        "CREATE TRIGGER IF NOT EXISTS audit_entry_no_update BEFORE UPDATE ON audit_entry\n       WHEN NOT (OLD.redacted_at IS NULL AND OLD.redacted_by_batch IS NULL AND OLD.redaction_seal IS NULL AND NEW.redacted_at IS NOT NULL AND NEW.redacted_by_batch IS NOT NULL AND NEW.redaction_seal IS NOT NULL AND NEW.changes IS NULL AND NEW.comment IS NULL AND NEW.id IS OLD.id AND NEW.seq IS OLD.seq AND NEW.at IS OLD.at AND NEW.actor_id IS OLD.actor_id AND NEW.actor_name IS OLD.actor_name AND NEW.ip IS OLD.ip AND NEW.action IS OLD.action AND NEW.record_type IS OLD.record_type AND NEW.record_id IS OLD.record_id AND NEW.transition IS OLD.transition AND NEW.digest IS OLD.digest AND NEW.prev_hash IS OLD.prev_hash AND NEW.hash IS OLD.hash)\n       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END",
+    ],
+    'postgresql': [
+        "CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$\n       BEGIN\n         IF TG_OP = 'UPDATE' THEN\n           IF OLD.redacted_at IS NULL AND OLD.redacted_by_batch IS NULL AND OLD.redaction_seal IS NULL AND NEW.redacted_at IS NOT NULL AND NEW.redacted_by_batch IS NOT NULL AND NEW.redaction_seal IS NOT NULL AND NEW.changes IS NULL AND NEW.comment IS NULL AND (NEW.id, NEW.seq, NEW.at, NEW.actor_id, NEW.actor_name, NEW.ip, NEW.action, NEW.record_type, NEW.record_id, NEW.transition, NEW.digest, NEW.prev_hash, NEW.hash) IS NOT DISTINCT FROM (OLD.id, OLD.seq, OLD.at, OLD.actor_id, OLD.actor_name, OLD.ip, OLD.action, OLD.record_type, OLD.record_id, OLD.transition, OLD.digest, OLD.prev_hash, OLD.hash) THEN\n             RETURN NEW;\n           END IF;\n         END IF;\n         RAISE EXCEPTION 'audit_entry is append-only';\n       END $$",
+    ],
+}
+# The guard as it was before redaction existed (run before dropping the columns).
+REDACTION_DOWN = {
+    'sqlite': [
+        'DROP TRIGGER IF EXISTS audit_entry_no_update',
+        "CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry\n               BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END",
+    ],
+    'postgresql': [
+        "CREATE OR REPLACE FUNCTION audit_entry_refuse() RETURNS trigger LANGUAGE plpgsql AS $$\n                   BEGIN RAISE EXCEPTION 'audit_entry is append-only'; END $$",
+    ],
+}
 
 
 # revision identifiers, used by Alembic.
@@ -191,7 +211,7 @@ def upgrade():
         batch_op.add_column(sa.Column('redacted_by_batch', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('redaction_seal', sa.String(length=64), nullable=True))
     # The append-only guard now lets exactly one UPDATE through: retention's sealed redaction.
-    for statement in redaction_upgrade_statements(op.get_bind().dialect.name):
+    for statement in REDACTION_UP[op.get_bind().dialect.name]:
         op.execute(statement)
 
     with op.batch_alter_table('key_custody', schema=None) as batch_op:
@@ -208,15 +228,14 @@ def downgrade():
         batch_op.drop_column('closed_at')
 
     dialect = op.get_bind().dialect.name
-    for statement in redaction_downgrade_statements(dialect):
+    for statement in REDACTION_DOWN[dialect]:
         op.execute(statement)
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
         batch_op.drop_column('redaction_seal')
         batch_op.drop_column('redacted_by_batch')
         batch_op.drop_column('redacted_at')
-    if dialect == "sqlite":  # a batch rebuild drops the table's triggers
-        for statement in guard_statements(dialect):
-            op.execute(statement)
+    if dialect == "sqlite":  # a batch rebuild drops the table's triggers: the pre-redaction guard again
+        op.execute(REDACTION_DOWN["sqlite"][-1])
 
     with op.batch_alter_table('tombstone', schema=None) as batch_op:
         batch_op.drop_index('ix_tombstone_record')

@@ -8,7 +8,18 @@ Create Date: 2026-11-23 22:17:18.101828
 from alembic import op
 import sqlalchemy as sa
 
-from models.audit import guard_statements, head_guard_statements
+# The audit_head guards as this revision installed them (frozen: later model edits must not change it).
+HEAD_GUARDS = {
+    'sqlite': [
+        "CREATE TRIGGER IF NOT EXISTS audit_head_no_delete BEFORE DELETE ON audit_head\n       BEGIN SELECT RAISE(ABORT, 'audit_head cannot be removed'); END",
+        "CREATE TRIGGER IF NOT EXISTS audit_head_forward_only BEFORE UPDATE ON audit_head\n       WHEN NEW.seq < OLD.seq OR NEW.id != OLD.id\n       BEGIN SELECT RAISE(ABORT, 'audit_head only moves forward'); END",
+    ],
+    'postgresql': [
+        "CREATE OR REPLACE FUNCTION audit_head_guard() RETURNS trigger LANGUAGE plpgsql AS $$\n       BEGIN\n         IF TG_OP <> 'UPDATE' OR NEW.seq < OLD.seq OR NEW.id <> OLD.id THEN\n           RAISE EXCEPTION 'audit_head only moves forward';\n         END IF;\n         RETURN NEW;\n       END $$",
+        'CREATE TRIGGER audit_head_forward_only BEFORE UPDATE OR DELETE ON audit_head\n       FOR EACH ROW EXECUTE FUNCTION audit_head_guard()',
+        'CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head\n       FOR EACH STATEMENT EXECUTE FUNCTION audit_head_guard()',
+    ],
+}
 
 
 # revision identifiers, used by Alembic.
@@ -51,7 +62,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_head'))
     )
     op.execute("INSERT INTO audit_head (id, seq, last_hash) VALUES (1, 0, '" + "0" * 64 + "')")
-    for statement in head_guard_statements(op.get_bind().dialect.name):
+    for statement in HEAD_GUARDS[op.get_bind().dialect.name]:
         op.execute(statement)
     op.create_table('delegation',
     sa.Column('id', sa.Integer(), nullable=False),
