@@ -151,3 +151,19 @@ def test_reg_3_parse_int_bounds():
     with pytest.raises(Exception) as caught:
         parse_int(str(2**63), "page")
     assert caught.value.code == 400
+
+
+@pytest.mark.parametrize("floors", [str(2**63), "99999999999999999999"])
+def test_reg_3_form_integer_beyond_64_bits_is_a_form_error(login_as, db_session, floors):
+    """A scaffolded integer field: a field error in Chinese, nothing written (SQLite raised
+    OverflowError, a 500, before)."""
+    from tests.helpers import make_estate
+    from tests.test_bad_input import open_form, refused, snapshot, submit
+
+    make_estate()
+    db_session.commit()
+    supervisor = login_as("cs_supervisor")
+    form = open_form(supervisor, "/admin/building/new/")
+    before = snapshot()
+    response = submit(supervisor, "/admin/building/new/", form, code="C", name="C栋", floors=floors)
+    refused(response, "超出数据库允许的范围", before)

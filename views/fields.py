@@ -10,8 +10,12 @@ from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.model.form import converts
 from flask_babel import get_timezone
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import DateTimeField, SelectMultipleField
+from wtforms.validators import NumberRange
 from wtforms.widgets import CheckboxInput, ListWidget
+
+from views.params import INT64_MAX, INT64_MIN
 
 
 class CheckboxesField(SelectMultipleField):
@@ -64,7 +68,14 @@ class LocalDateTimeField(DateTimeField):
 
 
 class ModelConverter(AdminModelConverter):
-    """Flask-Admin's converter plus aware UTC times (``UTCDateTime``) as local-time inputs."""
+    """Flask-Admin's converter plus aware UTC times (``UTCDateTime``) as local-time inputs and
+    integers that no driver could bind refused as a field error (REG-3, views/params.py)."""
+
+    @converts("Integer")  # includes BigInteger and SmallInteger
+    def handle_integer_types(self, column: Any, field_args: dict[str, Any], **extra: Any) -> Any:
+        field_args["validators"].append(NumberRange(INT64_MIN, INT64_MAX, message=_l(
+            "A value is out of range for the database. Nothing was saved.")))
+        return super().handle_integer_types(column=column, field_args=field_args, **extra)
 
     @converts("UTCDateTime")
     def convert_utc_datetime(self, field_args: dict[str, Any], **extra: Any) -> LocalDateTimeField:
