@@ -5,6 +5,10 @@ household registration and a birth year, a few dozen guesses recover the whole n
 roles that may see full numbers search by them (the screen decides who), each of their lookups
 is counted against a per-user limit (a setting), and every attempt — allowed or refused — is
 written to the security log with the number masked, never in clear.
+
+The limit is counted over that log, in the database, not with Flask-Limiter: every lookup must be
+logged anyway, and the count then holds across app hosts without a shared cache (Flask-Limiter's
+default storage is per process), atomically on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
