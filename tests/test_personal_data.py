@@ -143,6 +143,28 @@ def test_acc_6_id_search_is_throttled_per_person_and_logged_without_the_number(
     no_number_logged(number)
 
 
+def test_acc_6_typing_id_numbers_into_the_form_is_throttled_too(db_session, staff_ids, login_as) -> None:
+    """"Already on file" answers the exact-number question: a clerk retyping another resident's ID
+    number counts against the limit even though each refused save rolls back."""
+    from tests.test_bad_input import open_form, submit
+
+    wanted = valid_id(25)
+    make_resident(name="王八", id_number=wanted)
+    mine = make_resident(name="冯九", phone="13700137026", id_number=valid_id(26))
+    settings.change("security.id_search_per_minute", "2", person(staff_ids, "admin"))
+    db.session.commit()
+    clerk = login_as("cs_clerk")
+    url = f"/admin/resident/edit/?id={mine.id}"
+    pages = [submit(clerk, url, open_form(clerk, url), id_number=wanted).get_data(as_text=True) for _ in range(3)]
+    assert ["已存在相同编号的记录" in page for page in pages] == [True, True, False]
+    assert "按身份证号码搜索的次数过多" in pages[2]
+    assert [kind for kind, _ in id_events()] == ["id_search", "id_search", "id_search_refused"]
+    assert {detail for _, detail in id_events()} == {f"resident form: {mask(wanted)}"}
+    no_number_logged(wanted)
+    db.session.rollback()
+    assert db.session.get(Resident, mine.id).id_number == valid_id(26)
+
+
 def test_acc_6_concurrent_id_searches_never_pass_the_limit(app, db_session, staff_ids) -> None:
     """Eight lookups by one person at once, limit three: exactly three pass (real threads)."""
     settings.change("security.id_search_per_minute", "3", person(staff_ids, "admin"))
