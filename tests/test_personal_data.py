@@ -79,6 +79,18 @@ def test_acc_5_exports_found_skipping_the_password_now_ask_for_it(app, staff_ids
     assert response.status_code == 302 and "/reauth" in response.location
 
 
+@pytest.mark.parametrize("url", ["/admin/violation-deductions/export.xlsx", "/admin/renovation-deposits/export.xlsx"])
+def test_acc_5_file_exports_naming_residents_ask_for_the_password(db_session, login_as, url) -> None:
+    """Screens without a column list declare their exports: the deductions list names residents,
+    the deposit report names applicants."""
+    finance = login_as("finance")
+    first = finance.get(url)
+    assert first.status_code == 302 and "/reauth" in first.location
+    reauthenticate(finance)
+    second = finance.get(url)
+    assert second.status_code == 200 and second.data[:2] == b"PK"
+
+
 def test_acc_5_personal_data_is_read_from_the_columns(app) -> None:
     """Columns marked personal, related rows that name a person, dotted paths and traced properties."""
     from models import Occupancy, ResidentChange, Unit
