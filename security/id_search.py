@@ -5,6 +5,10 @@ household registration and a birth year, a few dozen guesses recover the whole n
 roles that may see full numbers search by them (the screen decides who), each of their lookups
 is counted against a per-user limit (a setting), and every attempt — allowed or refused — is
 written to the security log with the number masked, never in clear.
+
+The limit is counted over that log, in the database, not with Flask-Limiter: every lookup must be
+logged anyway, and the count then holds across app hosts without a shared cache (Flask-Limiter's
+default storage is per process), atomically on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import Session
 
 from models import SecurityEvent, Staff, db
 from models.base import utcnow
@@ -45,26 +50,31 @@ def refuse_lookup(user: Staff, where: str, term: str) -> None:
 
 
 def allow_lookup(user: Staff, where: str, term: str) -> bool:
-    """Count and log one lookup by ``user``; False when over the limit. Commits.
+    """Count and log one lookup by ``user``; False when over the limit.
 
-    The attempt is written before it is counted, so concurrent lookups by one person are
-    counted one after another: SQLite's write lock is taken by that insert, PostgreSQL's
-    per-user advisory lock before it.
+    Written in its own transaction, so the attempt stays logged and counted whatever becomes of
+    the caller's (a form refused as a duplicate rolls back, yet asked its question). The attempt
+    is written before it is counted, so concurrent lookups by one person are counted one after
+    another: SQLite's write lock is taken by that insert, PostgreSQL's per-user advisory lock
+    before it.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_SPACE, user.id)))
-    attempt = SecurityEvent(kind=SEARCH, staff_id=user.id, username=user.username, ip=client_ip(),
-                            detail=f"{where}: {mask(term.strip().upper())}")
-    db.session.add(attempt)
-    db.session.flush()
-    used = db.session.scalar(sa.select(sa.func.count()).select_from(SecurityEvent).where(
-        SecurityEvent.kind == SEARCH, SecurityEvent.username == user.username,
-        SecurityEvent.at > utcnow() - WINDOW))
-    allowed = (used or 0) <= int(value(PER_MINUTE.key))
-    if not allowed:
-        attempt.kind = REFUSED
     from workflow.audit import record_event
 
-    record_event(attempt.kind, record_type="staff", record_id=user.id, comment=attempt.detail)
-    db.session.commit()
+    limit = int(value(PER_MINUTE.key))
+    with Session(db.engine) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_SPACE, user.id)))
+        attempt = SecurityEvent(kind=SEARCH, staff_id=user.id, username=user.username, ip=client_ip(),
+                                detail=f"{where}: {mask(term.strip().upper())}")
+        session.add(attempt)
+        session.flush()
+        used = session.scalar(sa.select(sa.func.count()).select_from(SecurityEvent).where(
+            SecurityEvent.kind == SEARCH, SecurityEvent.username == user.username,
+            SecurityEvent.at > utcnow() - WINDOW))
+        allowed = (used or 0) <= limit
+        if not allowed:
+            attempt.kind = REFUSED
+        record_event(attempt.kind, record_type="staff", record_id=user.id, comment=attempt.detail,
+                     session=session)
+        session.commit()
     return allowed

@@ -79,6 +79,18 @@ def test_acc_5_exports_found_skipping_the_password_now_ask_for_it(app, staff_ids
     assert response.status_code == 302 and "/reauth" in response.location
 
 
+@pytest.mark.parametrize("url", ["/admin/violation-deductions/export.xlsx", "/admin/renovation-deposits/export.xlsx"])
+def test_acc_5_file_exports_naming_residents_ask_for_the_password(db_session, login_as, url) -> None:
+    """Screens without a column list declare their exports: the deductions list names residents,
+    the deposit report names applicants."""
+    finance = login_as("finance")
+    first = finance.get(url)
+    assert first.status_code == 302 and "/reauth" in first.location
+    reauthenticate(finance)
+    second = finance.get(url)
+    assert second.status_code == 200 and second.data[:2] == b"PK"
+
+
 def test_acc_5_personal_data_is_read_from_the_columns(app) -> None:
     """Columns marked personal, related rows that name a person, dotted paths and traced properties."""
     from models import Occupancy, ResidentChange, Unit
@@ -141,6 +153,28 @@ def test_acc_6_id_search_is_throttled_per_person_and_logged_without_the_number(
                                .order_by(SecurityEvent.id)).all()
     assert users == ["supervisor", "supervisor", "supervisor", "manager"]
     no_number_logged(number)
+
+
+def test_acc_6_typing_id_numbers_into_the_form_is_throttled_too(db_session, staff_ids, login_as) -> None:
+    """"Already on file" answers the exact-number question: a clerk retyping another resident's ID
+    number counts against the limit even though each refused save rolls back."""
+    from tests.test_bad_input import open_form, submit
+
+    wanted = valid_id(25)
+    make_resident(name="王八", id_number=wanted)
+    mine = make_resident(name="冯九", phone="13700137026", id_number=valid_id(26))
+    settings.change("security.id_search_per_minute", "2", person(staff_ids, "admin"))
+    db.session.commit()
+    clerk = login_as("cs_clerk")
+    url = f"/admin/resident/edit/?id={mine.id}"
+    pages = [submit(clerk, url, open_form(clerk, url), id_number=wanted).get_data(as_text=True) for _ in range(3)]
+    assert ["已存在相同编号的记录" in page for page in pages] == [True, True, False]
+    assert "按身份证号码搜索的次数过多" in pages[2]
+    assert [kind for kind, _ in id_events()] == ["id_search", "id_search", "id_search_refused"]
+    assert {detail for _, detail in id_events()} == {f"resident form: {mask(wanted)}"}
+    no_number_logged(wanted)
+    db.session.rollback()
+    assert db.session.get(Resident, mine.id).id_number == valid_id(26)
 
 
 def test_acc_6_concurrent_id_searches_never_pass_the_limit(app, db_session, staff_ids) -> None:

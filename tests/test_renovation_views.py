@@ -15,7 +15,7 @@ from flask_babel import gettext
 from models import db
 from models.renovation import HotWork, Renovation, RenovationCharge
 from models.renovation_report import deposit_report
-from tests.conftest import csrf_token
+from tests.conftest import PASSWORD, csrf_token
 from tests.helpers import make_occupancy, make_renovation, make_resident, make_unit, valid_id
 from tests.test_renovation import PDF, fresh, to_state
 from tests.workflow_fixtures import staff
@@ -189,6 +189,8 @@ def test_ren_7_deposit_report_reconciles(db_session, login_as, staff_ids) -> Non
     cashier = login_as("finance")
     page = cashier.get("/admin/renovation-deposits/").get_data(as_text=True)
     assert 'id="total-held">4200.00' in page
+    assert "/reauth" in cashier.get("/admin/renovation-deposits/export.xlsx").location  # ACC-5: applicants
+    cashier.post("/reauth", data={"csrf_token": csrf_token(cashier), "password": PASSWORD})
     response = cashier.get("/admin/renovation-deposits/export.xlsx")
     assert response.status_code == 200
     from openpyxl import load_workbook

@@ -19,7 +19,7 @@ from models import Staff, db
 from models.base import utcnow
 from models.validators import DomainError
 from models.violations import Violation, ViolationCharge, deduction_list, new_from_renovation
-from tests.conftest import csrf_token
+from tests.conftest import PASSWORD, csrf_token
 from tests.helpers import make_resident, make_unit, make_violation
 from workflow import engine
 from workflow.calendar import app_zone
@@ -300,6 +300,9 @@ def test_vio_8_month_end_list_for_finance_collected_leaves_it(db_session, staff_
     assert "800.00" in page and "Mark collected" in page
     earlier = finance.get("/admin/violation-deductions/?month=2000-01").get_data(as_text=True)
     assert "800.00" not in earlier
+    # ACC-5: the list names residents, so the password is asked first
+    assert "/reauth" in finance.get(f"/admin/violation-deductions/export.xlsx?month={charge.month}").location
+    finance.post("/reauth", data={"csrf_token": csrf_token(finance), "password": PASSWORD})
     xlsx = finance.get(f"/admin/violation-deductions/export.xlsx?month={charge.month}")
     assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
     from openpyxl import load_workbook

@@ -316,9 +316,14 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
 class SecureView(RoleGuard, BaseView):
     """A plain (non-model) screen guarded by the same role permissions."""
 
+    # ACC-5: its own file exports that name residents (no column list to read them from)
+    reauth_endpoints: ClassVar[frozenset[str]] = frozenset()
+
     def _handle_view(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
         if not self.is_accessible():
             return self.inaccessible_callback(name, **kwargs)
+        if name in self.reauth_endpoints and not recently_reauthenticated():
+            return redirect(url_for("auth.reauth", next=request.full_path.rstrip("?")))
         return None
 
 

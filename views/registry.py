@@ -25,6 +25,7 @@ from models import (
     db,
 )
 from models.registry import ESTATE_KINDS, GENDERS, OCCUPANCY_KINDS, UNIT_USES
+from models.validators import DomainError
 from security.accounts import log_event
 from security.crypto import keyring, mask
 from security.id_search import allow_lookup, is_id_number, refuse_lookup
@@ -188,6 +189,13 @@ class ResidentView(SecureModelView):
         form.id_number.description = mask(self.get_one(id).id_number)
 
     def apply_form(self, form: Any, model: Resident) -> None:
+        entered = (form.id_number.data or "").strip()
+        # ACC-6: "this number is already on file" answers an exact-number question too, so a typed
+        # number counts against the same per-person limit as a search, and is logged (masked).
+        if is_id_number(entered) and not allow_lookup(current_user._get_current_object(),
+                                                      f"{self.endpoint} form", entered):
+            raise DomainError(_l("Too many searches by national ID number; try again in a minute."),
+                              "id_number")
         keep = model.id_number if model.id is not None and not form.id_number.data else None
         form.populate_obj(model)
         if keep is not None:

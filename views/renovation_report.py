@@ -51,6 +51,7 @@ def xlsx(report: DepositReport) -> bytes:
 
 class DepositReportView(SecureView):
     permissions = {"view": READERS, "export": READERS}
+    reauth_endpoints = frozenset({"export_xlsx"})  # ACC-5: the report names applicants
 
     @expose("/")
     def index(self) -> Any:

@@ -219,6 +219,7 @@ class DeductionListView(SecureView):
     """VIO-8: each month's effective charges not yet collected, for finance; collected ones leave the list."""
 
     permissions = {"view": FINANCE}
+    reauth_endpoints = frozenset({"export"})  # ACC-5: the list names residents
 
     def _month_arg(self) -> str:
         raw = request.values.get("month")
