@@ -5,8 +5,8 @@ of shared strings, which openpyxl parses (shared strings all at once, even in re
 before the importer sees its first row. So the archive is judged first, from what it declares
 and from a streaming scan that stops at the limit, never holding more than one chunk:
 
-- the members' declared uncompressed sizes (zipfile never unpacks past them) and each large
-  member's compression ratio;
+- the members' declared uncompressed sizes (zipfile never unpacks past them), each large
+  member's compression ratio, and the size of the parts openpyxl parses whole (styles, …);
 - the first worksheet's declared dimension (its last row) and its number of cells;
 - the shared-strings part's size and number of strings.
 
@@ -35,6 +35,7 @@ UNPACKED_PER_BYTE = 16  # the unpacked workbook may be 16 times the file's size
 CELLS_PER_ROW = 30  # the widest import has 14 columns; room for the user's own extra ones
 STRING_BYTES_PER_CELL = 64  # shared-strings XML per cell, on average: names, IDs, addresses
 SMALL_PART = 1024 * 1024  # workbook.xml and its relations are read whole, up to this size
+MAX_PART = 4 * 1024 * 1024  # any other part openpyxl parses at once (styles.xml is rarely over 1 MB)
 
 CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s/>]")
 STRING = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s/>]")
@@ -83,12 +84,20 @@ def check_workbook(data: bytes, limits: Limits) -> None:
         for m in members:
             if m.file_size > RATIO_FLOOR and m.file_size > MAX_RATIO * max(m.compress_size, 1):
                 raise too_big
+            if m.file_size > MAX_PART and not _streamed(m.filename):
+                raise too_big  # styles, theme, workbook: parsed whole when the workbook is opened
         sheet = _first_sheet(book)
         if sheet is not None:
             _check_sheet(book, sheet, limits)
         for m in members:
             if posixpath.basename(m.filename).lower() == "sharedstrings.xml":
                 _check_strings(book, m, limits)
+
+
+def _streamed(name: str) -> bool:
+    """Parts judged by their own counts (sheets, shared strings) or never parsed (pictures)."""
+    lower = name.lower()
+    return "worksheets/" in lower or "/media/" in lower or posixpath.basename(lower) == "sharedstrings.xml"
 
 
 def _check_sheet(book: zipfile.ZipFile, member: zipfile.ZipInfo, limits: Limits) -> None:

@@ -125,6 +125,11 @@ def test_sec_3_total_unpacked_size_and_ratio_are_capped() -> None:
         check_workbook(sheet, Limits(rows=1000, cells=10_000, unpacked=2_000, strings_bytes=MB))
     assert str(caught.value.message) == BOMB
     check_workbook(b"not a zip", roomy)  # left to openpyxl, which calls it unreadable
+    out = io.BytesIO()  # a styles part parsed whole when the workbook opens: capped on its own
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as book:  # stored: the ratio check stays out
+        book.writestr("xl/styles.xml", b"<styleSheet>" + b"<xf/>" * 1_000_000 + b"</styleSheet>")
+    with force_locale("en"), pytest.raises(Refused):
+        check_workbook(out.getvalue(), roomy)
 
 
 def test_sec_3_an_ordinary_workbook_still_imports(db_session, estate) -> None:
