@@ -32,7 +32,7 @@ import unicodedata
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -53,15 +53,17 @@ from models.registry import GENDERS, OCCUPANCY_KINDS, UNIT_USES
 from models.validators import DomainError, check_id_number, check_unit_code
 from security.cells import workbook_bytes
 from security.crypto import keyring
+from seed.xlsx_limits import Limits, Refused, check_workbook
 
 KINDS = ("units", "residents")
 MODES = ("dry_run", "all_or_nothing", "valid_only")
 MAX_ROWS = 20_000
 MAX_BYTES = 5 * 1024 * 1024
 MAX_COLUMNS = 40
+MAX_LINE = 64 * 1024  # characters in one CSV line; a full row of 40 columns needs a few hundred
 BATCH_ROWS = 200  # rows flushed per SAVEPOINT; a refused batch is retried row by row
 # Stop scanning a sheet padded with formatted blank rows long before it exhausts the server.
-MAX_SCANNED_ROWS = MAX_ROWS * 5
+SCANNED_PER_ROW = 5  # rows read (blank ones included) per row the file may import
 
 
 class ImportFileError(DomainError):
@@ -183,25 +185,43 @@ def _csv_rows(data: bytes) -> Iterable[list[Any]]:
     first = text.split("\n", 1)[0]
     delimiter = "\t" if "\t" in first and "," not in first else ","
     # One record is one spreadsheet row, also when a quoted cell holds a line break.
-    return csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return csv.reader(_lines(text), delimiter=delimiter)
 
 
-def _xlsx_rows(data: bytes) -> list[list[Any]]:
+def _lines(text: str) -> Iterator[str]:
+    """The text's lines, refusing one longer than MAX_LINE before the csv module splits it: a
+    single line of five million commas would otherwise become a row of five million cells (SEC-3)."""
+    stream = io.StringIO(text, newline="")
+    while line := stream.readline(MAX_LINE + 1):
+        if len(line) > MAX_LINE:
+            raise ImportFileError(_l("A line of the CSV file is longer than %(n)d characters; check that it "
+                                     "is a table with one record per line.", n=MAX_LINE))
+        yield line
+
+
+def _xlsx_rows(data: bytes, limits: Limits) -> Iterator[list[Any]]:
+    """The first sheet's rows, streamed (read-only), after the archive passed its limits (SEC-3)."""
+    try:
+        check_workbook(data, limits)
+    except Refused as refused:
+        raise ImportFileError(refused.message) from None
+    unreadable = ImportFileError(_l("The file could not be read as an Excel workbook (.xlsx)."))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # styles/validation notes mean nothing here
             book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError):
-        raise ImportFileError(_l("The file could not be read as an Excel workbook (.xlsx).")) from None
+        raise unreadable from None
+    return _sheet_rows(book, unreadable)
+
+
+def _sheet_rows(book: Any, unreadable: ImportFileError) -> Iterator[list[Any]]:
     try:
-        if not book.worksheets:
-            return []
-        rows = []
-        for values in book.worksheets[0].iter_rows(max_col=MAX_COLUMNS, values_only=True):
-            rows.append(list(values))
-            if len(rows) > MAX_SCANNED_ROWS:
-                break
-        return rows
+        if book.worksheets:
+            for values in book.worksheets[0].iter_rows(max_col=MAX_COLUMNS, values_only=True):
+                yield list(values)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        raise unreadable from None  # a damaged part shows only when its rows are read
     finally:
         book.close()
 
@@ -215,8 +235,9 @@ def read_table(data: bytes, filename: str, max_rows: int = MAX_ROWS, max_bytes: 
         raise ImportFileError(_l("The file is larger than %(mb)d MB; split it into several files.",
                                  mb=max_bytes // (1024 * 1024)))
     name = (filename or "").lower()
+    scanned_rows = max_rows * SCANNED_PER_ROW
     if name.endswith(".xlsx") or (not name.endswith(".csv") and data[:4] == b"PK\x03\x04"):
-        source: Iterable[list[Any]] = _xlsx_rows(data)
+        source: Iterable[list[Any]] = _xlsx_rows(data, Limits.of_import(max_rows, max_bytes, scanned_rows))
     elif name.endswith(".csv"):
         source = _csv_rows(data)
     else:
@@ -226,7 +247,7 @@ def read_table(data: bytes, filename: str, max_rows: int = MAX_ROWS, max_bytes: 
     rows: list[tuple[int, list[Any]]] = []
     try:
         for number, values in enumerate(source, start=1):
-            if number > MAX_SCANNED_ROWS:
+            if number > scanned_rows:
                 raise too_many
             if _blank(values):
                 continue
