@@ -36,12 +36,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
 
-    from security import auth, throttle
+    from security import auth, headers, throttle
     from views import templating
 
     babel.init_app(app, locale_selector=auth.select_locale)
     auth.init_app(app)
     throttle.init_app(app)
+    headers.init_app(app)
     templating.init_app(app)
     _init_admin(app)
     _init_cli(app)
@@ -50,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_admin(app: Flask) -> None:
+    from security.headers import csp_nonce
     from views import (
         archives,
         audit,
@@ -76,7 +78,7 @@ def _init_admin(app: Flask) -> None:
 
     admin = Admin(app, name=_l("Property back office"),
                   theme=Bootstrap4Theme(base_template="admin/master.html", fluid=True),
-                  index_view=HomeView(name=_l("Home"), url="/admin"))
+                  index_view=HomeView(name=_l("Home"), url="/admin"), csp_nonce_generator=csp_nonce)
     mywork.register(admin)
     registry.register(admin)
     key_custody.register(admin)

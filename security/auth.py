@@ -246,17 +246,9 @@ class SessionInterface(SecureCookieSessionInterface):
         return bool(app.config["SESSION_COOKIE_SECURE"] or (has_request_context() and request.is_secure))
 
 
-def _security_headers(response):  # type: ignore[no-untyped-def]
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    return response
-
-
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.register_blueprint(bp)
     app.session_interface = SessionInterface()
     app.before_request(_check_session)
     app.before_request(_idle_timeout)
-    app.after_request(_security_headers)

@@ -8,7 +8,6 @@ through the engine, which decides. A hidden button is never the permission.
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from typing import Any
 
@@ -89,10 +88,10 @@ class TransitionButtons(BaseListRowAction):
                 parts.append(Markup('<a class="btn btn-sm btn-outline-secondary ml-1" href="{}">{}…</a>')
                              .format(url, label))
                 continue
-            confirm = json.dumps(_("Confirm: %(t)s?", t=str(t.label or t.name)), ensure_ascii=False)
+            confirm = _("Confirm: %(t)s?", t=str(t.label or t.name))
             parts.append(Markup(
                 '<form method="post" action="{action}" class="d-inline ml-1" '
-                'onsubmit="return confirm({confirm})">'
+                'data-confirm="{confirm}">'
                 '<input type="hidden" name="csrf_token" value="{csrf}">'
                 '<input type="hidden" name="id" value="{id}"><input type="hidden" name="name" value="{name}">'
                 '<input type="hidden" name="version" value="{version}">'
