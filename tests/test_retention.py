@@ -300,6 +300,23 @@ def test_ret_audit_rows_of_purged_records_are_redacted_and_verify_stays_intact(d
     assert result.exit_code == 0 and "chain intact" in result.output
 
 
+def test_acc_7_checkpoints_still_hold_after_a_purge_redacts_the_rows(app, db_session, staff_ids, runner,
+                                                                      monkeypatch, tmp_path) -> None:
+    """Redaction keeps every row's hash, so the tip checkpointed before a purge still proves itself."""
+    gone = used_and_closed(staff_ids, local(2020, 1, 1)).id
+    path = tmp_path / "audit.jsonl"
+    monkeypatch.setitem(app.config, "AUDIT_CHECKPOINT_FILE", str(path))
+    assert runner.invoke(args=["audit", "checkpoint"]).exit_code == 0
+    tip = json.loads(path.read_text())["seq"]
+    purge(policy(), staff_ids)
+    assert db.session.get(AuditEntry, db.session.scalar(sa.select(AuditEntry.id).where(AuditEntry.seq == tip))
+                          ).redacted_at == NOW  # the checkpointed row itself was redacted
+    assert all(e.redacted_at for e in trail("key_custody", gone))
+    assert runner.invoke(args=["audit", "checkpoint"]).exit_code == 0
+    result = runner.invoke(args=["audit", "verify", "--checkpoints", str(path)])
+    assert result.exit_code == 0 and "checkpoints: 2 checked, every checkpointed row present" in result.output
+
+
 def running_batch(p: RetentionPolicy, ids: dict[str, int], state: str = "running") -> int:
     """A batch in ``state`` under ``p``, written directly (what an attacker with SQL could do too)."""
     batch = RetentionBatch(policy_id=p.id, state=state, listed_at=NOW, listed_by_id=ids["manager"])

@@ -73,8 +73,8 @@ def _hashes(conn: sa.Connection, seqs: list[int]) -> dict[int, str]:
     found = {0: GENESIS} if 0 in seqs else {}
     wanted = sorted({s for s in seqs if s > 0})
     for start in range(0, len(wanted), 1000):
-        found.update(conn.execute(sa.select(AuditEntry.seq, AuditEntry.hash)
-                                  .where(AuditEntry.seq.in_(wanted[start:start + 1000]))).tuples())
+        found.update((seq, row_hash) for seq, row_hash in conn.execute(
+            sa.select(AuditEntry.seq, AuditEntry.hash).where(AuditEntry.seq.in_(wanted[start:start + 1000]))))
     return found
 
 
