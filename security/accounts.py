@@ -188,10 +188,12 @@ def authenticate(username: str, password: str) -> Staff | None:
     from security.passwords import verify_unknown_user
 
     username = (username or "").strip().lower()[:64]
-    if not throttle.take_login_slot(username):
+    wait_minutes = throttle.take_login_slot(username)
+    if wait_minutes is not None:
         log_event("login_throttled", username=username)
         db.session.commit()
-        raise DomainError(_l("Too many failed attempts. Try again in 15 minutes."), "username")
+        raise DomainError(_l("Too many failed attempts. Try again in %(minutes)s minutes.",
+                             minutes=wait_minutes), "username")
     staff = db.session.scalar(sa.select(Staff).where(Staff.username == username))
     if staff is None:
         verify_unknown_user(password or "")

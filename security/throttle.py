@@ -14,6 +14,8 @@ that many hops; with the default 0 those headers are ignored.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,12 +45,15 @@ def _pair(username: str) -> tuple[str, str, str]:
     return ("login", username, request.remote_addr or "-")
 
 
-def take_login_slot(username: str) -> bool:
-    """Atomically count one attempt for this account from this address; False when a limit
-    is already used up (the password must then not be checked)."""
+def take_login_slot(username: str) -> int | None:
+    """Atomically count one attempt for this account from this address. None when it may go
+    on; else the minutes until a slot frees (the password must then not be checked)."""
     strategy = _limiter().limiter
-    # Tier by tier; a refused attempt takes no slot in the longer tiers.
-    return all(strategy.hit(item, *_pair(username)) for item in login_limits())
+    for item in login_limits():  # tier by tier: a refused attempt takes no slot in longer tiers
+        if not strategy.hit(item, *_pair(username)):
+            reset_at = strategy.get_window_stats(item, *_pair(username)).reset_time
+            return max(1, math.ceil((reset_at - time.time()) / 60))
+    return None
 
 
 def clear_login_slots(username: str) -> None:
