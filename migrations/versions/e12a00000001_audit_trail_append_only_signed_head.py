@@ -25,6 +25,7 @@ The downgrade restores revision 60df8af067b4 exactly (its weaker guards included
 import hashlib
 import hmac
 import json
+import logging
 
 from alembic import op
 import sqlalchemy as sa
@@ -179,7 +180,8 @@ def upgrade():
     if head is None:
         return
     if key is None:
-        print("e12a00000001: no AUDIT_KEY at hand; the audit head stays unsigned until the next audited write")
+        logging.getLogger("alembic.runtime.migration").warning(
+            "e12a00000001: no AUDIT_KEY at hand; the audit head stays unsigned until the next audited write")
         return
     bind.execute(sa.text("UPDATE audit_head SET signature = :signature WHERE id = 1"),
                  {"signature": _head_signature(key, head[0], head[1])})
