@@ -1,11 +1,13 @@
-"""Fixtures: one app per session on SQLite or the PostgreSQL server the test command started;
-every test starts from empty tables plus departments and one account per role."""
+"""Fixtures: one app per worker on its own clone of a database built by the migrations (SQLite,
+or the PostgreSQL server of ``TEST_DATABASE_URL``); every test starts from the migrated state
+plus departments and one account per role. See tests/databases.py."""
 
 from __future__ import annotations
 
 import contextvars
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,11 +16,10 @@ import sqlalchemy as sa
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
-from app import create_app
 from models import db
-from models.audit import guard_statements, head_guard_statements
 from security import accounts
 from seed.demo import ensure_departments
+from tests import databases
 from workflow.audit import ensure_head
 
 pytest_plugins = ["tests.browser_support"]
@@ -48,60 +49,60 @@ class IsolatedClient(FlaskClient):
         return response
 
 
-def database_url(tmp_root: Path) -> str:
-    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+# --- the migrated template (controller) and this worker's clone ---------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller; xdist's workers inherit the variable
+        os.environ[databases.TEMPLATE_DIR_ENV] = tempfile.mkdtemp(prefix="pm-tests-")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist starts the workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        databases.build_template()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput") and databases.TEMPLATE_DIR_ENV in os.environ:
+        databases.drop_template()
 
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The app on this worker's own clone of the migrated template database."""
     root = tmp_path_factory.mktemp("app")
-    app = create_app({
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": database_url(root),
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
-        "BLIND_INDEX_KEY": "test-blind-index-key",
-        "AUDIT_KEY": "test-audit-key",
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST": 1024,
-        "SERVER_NAME": "localhost",
-    })
-    app.instance_path = str(root / "instance")
+    app = databases.new_app(databases.clone_template(root), root / "instance")
     app.test_client_class = IsolatedClient
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    databases.init_app(app)
     yield app
     with app.app_context():
-        db.drop_all()
+        db.session.remove()
         db.engine.dispose()
+    databases.drop_clone()
+
+
+@pytest.fixture()
+def empty_database(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``empty_database("label")``: the URL of a new empty database of this worker (SQLite file, or
+    ``<TEST_DATABASE_URL's db>_<label>_<worker>`` on the server), dropped after the test."""
+    made: list[str] = []
+
+    def _make(label: str) -> str:
+        url, name = databases.new_empty_database(tmp_path, label)
+        if name:
+            made.append(name)
+        return url
+
+    yield _make
+    for name in made:
+        databases.drop_database(name)
 
 
 def wipe(app: Flask) -> None:
-    from models.duty import duty_log_guard_statements, duty_log_unguard_statements
-
+    """Back to the migrated state: no rows but those the migrations seed (the audit chain's head)."""
     with app.app_context():
         db.session.remove()
-        tables = list(reversed(db.metadata.sorted_tables))
+        app.extensions["pm_test_wiper"](db.engine)
         with db.engine.begin() as conn:
-            # The audit table refuses DELETE/TRUNCATE by trigger; tests lift that for the wipe only.
-            if conn.dialect.name == "postgresql":
-                for name in ("audit_entry", "audit_head"):
-                    conn.execute(sa.text(f"ALTER TABLE {name} DISABLE TRIGGER USER"))
-                names = ", ".join(f'"{t.name}"' for t in tables)
-                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-                for name in ("audit_entry", "audit_head"):
-                    conn.execute(sa.text(f"ALTER TABLE {name} ENABLE TRIGGER USER"))
-            else:  # the duty log's DTY-3 triggers too
-                for name in ("audit_entry_no_delete", "audit_head_no_delete"):
-                    conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
-                for statement in duty_log_unguard_statements("sqlite"):
-                    conn.exec_driver_sql(statement)
-                for table in tables:
-                    conn.execute(table.delete())
-                for statement in (guard_statements("sqlite") + head_guard_statements("sqlite")
-                                  + duty_log_guard_statements("sqlite")):
-                    conn.exec_driver_sql(statement)
             ensure_head(conn)
 
 
