@@ -61,6 +61,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         databases.build_template()
 
 
+# Under ``--dist loadgroup`` tests spread over the workers one by one, except these modules, each
+# kept on one worker: the browser tests share one Chromium and live server per worker, and the
+# concurrency tests run their threads best without a neighbour test competing for the cores.
+GROUPED_MODULES = {"test_workflow_concurrency": "concurrency"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        group = "browser" if module.startswith("test_browser") else GROUPED_MODULES.get(module)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput") and databases.TEMPLATE_DIR_ENV in os.environ:
         databases.drop_template()
@@ -106,9 +120,21 @@ def wipe(app: Flask) -> None:
             ensure_head(conn)
 
 
-@pytest.fixture()
-def staff_ids(app: Flask) -> dict[str, int]:
-    """Fresh tables, departments, and one account per role (password ``PASSWORD``)."""
+def checkpoint(app: Flask) -> databases.Checkpoint:
+    """The database's rows now, for ``restore``: data built once and given back to many tests."""
+    with app.app_context():
+        db.session.remove()
+        return app.extensions["pm_test_wiper"].capture(db.engine)
+
+
+def restore(app: Flask, point: databases.Checkpoint) -> None:
+    with app.app_context():
+        db.session.remove()
+        app.extensions["pm_test_wiper"](db.engine, point)
+
+
+def make_staff(app: Flask) -> dict[str, int]:
+    """Wipe, then departments and one account per role (password ``PASSWORD``); ids by role."""
     wipe(app)
     ids = {}
     with app.app_context():
@@ -117,6 +143,12 @@ def staff_ids(app: Flask) -> dict[str, int]:
             ids[role] = accounts.create_staff(username, f"{username} 测试", PASSWORD, {role}).id
         db.session.commit()
     return ids
+
+
+@pytest.fixture()
+def staff_ids(app: Flask) -> dict[str, int]:
+    """Fresh tables, departments, and one account per role (password ``PASSWORD``)."""
+    return make_staff(app)
 
 
 @pytest.fixture()
@@ -139,17 +171,18 @@ def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type
                                        "password": password})
 
 
+def signed_in(app: Flask, role: str) -> FlaskClient:
+    """A new client signed in as the account holding ``role``."""
+    client = app.test_client()
+    response = login(client, ROLE_USERS[role])
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
 @pytest.fixture()
 def login_as(app: Flask, staff_ids: dict[str, int]) -> Callable[[str], FlaskClient]:
     """``login_as("cs_clerk")`` gives a client signed in as the account holding that role."""
-
-    def _login(role: str) -> FlaskClient:
-        client = app.test_client()
-        response = login(client, ROLE_USERS[role])
-        assert response.status_code == 302, response.get_data(as_text=True)
-        return client
-
-    return _login
+    return lambda role: signed_in(app, role)
 
 
 @pytest.fixture()

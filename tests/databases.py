@@ -17,6 +17,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,82 +146,104 @@ def _quote(conn: sa.Connection, name: str) -> str:
     return conn.dialect.identifier_preparer.quote(name)
 
 
-class Wiper:
-    """Return the database to the state the migrations left it in, cheaply.
+@dataclass
+class Checkpoint:
+    """The rows of every filled table at one moment, to return to (see ``Wiper.capture``)."""
 
-    Read once from the fresh clone: the tables, and the rows the migrations seeded (e.g. the
-    audit chain's head). A wipe finds the tables holding rows in one query and empties only
-    those, then puts the seeded rows back.
+    tables: list[str]  # the filled tables, children before parents
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)  # SQLite: the raw rows
+    schema: str | None = None  # PostgreSQL: the schema holding copies of the tables
+    sequences: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Wiper:
+    """Return the database to a checkpoint cheaply: by default the state the migrations left it in.
+
+    Built once on the fresh clone (the tables, in foreign-key order, and the migrated state with
+    whatever rows the migrations seed, e.g. the audit chain's head). A restore finds the tables
+    holding rows in one query and empties only those, with their triggers (the append-only guards)
+    out of the way for that transaction only, then puts the checkpoint's rows back.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
+        self.captured = 0
         with engine.connect() as conn:
             self.dialect = conn.dialect.name
             meta = sa.MetaData()
             meta.reflect(conn)
             # children before parents, so deletes pass the foreign keys SQLite enforces
             self.tables = [t.name for t in reversed(meta.sorted_tables) if t.name not in SKIPPED_TABLES]
-            quoted = [_quote(conn, t) for t in self.tables]
             self.probe = sa.text(" UNION ALL ".join(
-                f"SELECT '{name}' AS name WHERE EXISTS (SELECT 1 FROM {q})" for name, q in zip(self.tables, quoted,
-                                                                                                   strict=True)))
-            self.seeded: dict[str, tuple[sa.Table, list[dict[str, Any]]]] = {}
-            for name in conn.execute(self.probe).scalars():
-                table = meta.tables[name]
-                self.seeded[name] = (table, [dict(r._mapping) for r in conn.execute(sa.select(table))])
-            self.sequences: list[tuple[str, int]] = []
-            self.has_sqlite_sequence = False
-            if self.dialect == "postgresql":  # sequences the migrations advanced
-                self.sequences = [tuple(r) for r in conn.execute(sa.text(
-                    "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value"
-                    " FROM pg_sequences WHERE last_value IS NOT NULL"))]
-            elif conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").first():
-                self.has_sqlite_sequence = True
-                self.sequences = [tuple(r) for r in conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence")]
+                f"SELECT '{name}' AS name WHERE EXISTS (SELECT 1 FROM {_quote(conn, name)})" for name in self.tables))
+        self.migrated = self.capture(engine)
 
-    def __call__(self, engine: sa.Engine) -> None:
+    def filled(self, conn: sa.Connection) -> set[str]:
+        """The tables holding at least one row, in one query."""
+        return set(conn.execute(self.probe).scalars())
+
+    def capture(self, engine: sa.Engine) -> Checkpoint:
+        self.captured += 1
         with engine.begin() as conn:
-            found = set(conn.execute(self.probe).scalars()) | set(self.seeded)
-            filled = [name for name in self.tables if name in found]
+            found = self.filled(conn)
+            point = Checkpoint([name for name in self.tables if name in found])
             if self.dialect == "postgresql":
-                self._wipe_postgresql(conn, filled)
+                point.schema = f"pm_checkpoint_{self.captured}"
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {point.schema} CASCADE")
+                conn.exec_driver_sql(f"CREATE SCHEMA {point.schema}")
+                for name in point.tables:
+                    conn.exec_driver_sql(f"CREATE TABLE {point.schema}.{_quote(conn, name)}"
+                                         f" AS TABLE {_quote(conn, name)}")
+                point.sequences = [tuple(r) for r in conn.execute(sa.text(
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value"
+                    " FROM pg_sequences WHERE last_value IS NOT NULL AND schemaname = current_schema()"))]
             else:
-                self._wipe_sqlite(conn, filled)
+                for name in point.tables:
+                    point.rows[name] = [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {_quote(conn, name)}")]
+                point.sequences = [tuple(r) for r in conn.exec_driver_sql("SELECT name, seq FROM sqlite_sequence")]
+        return point
 
-    def _restore(self, conn: sa.Connection, filled: list[str]) -> None:
-        for name in reversed(filled):
-            if name in self.seeded:
-                table, rows = self.seeded[name]
-                conn.execute(table.insert(), rows)
+    def __call__(self, engine: sa.Engine, point: Checkpoint | None = None) -> None:
+        """Restore ``point`` (default: the migrated state)."""
+        point = point or self.migrated
+        with engine.begin() as conn:
+            found = self.filled(conn) | set(point.tables)
+            emptied = [name for name in self.tables if name in found]
+            if self.dialect == "postgresql":
+                self._restore_postgresql(conn, emptied, point)
+            else:
+                self._restore_sqlite(conn, emptied, point)
 
-    def _wipe_postgresql(self, conn: sa.Connection, filled: list[str]) -> None:
-        # Triggers (the append-only guards) do not fire for this transaction only.
-        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        if filled:
-            names = ", ".join(_quote(conn, t) for t in filled)
-            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-        self._restore(conn, filled)
-        for sequence, value in self.sequences:
+    def _restore_postgresql(self, conn: sa.Connection, emptied: list[str], point: Checkpoint) -> None:
+        conn.exec_driver_sql("SET LOCAL session_replication_role = replica")  # no trigger fires
+        if emptied:
+            conn.exec_driver_sql(f"TRUNCATE {', '.join(_quote(conn, t) for t in emptied)} RESTART IDENTITY CASCADE")
+        # every sequence a test used, even on a table left empty (a rolled-back insert), starts over
+        conn.exec_driver_sql("SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), 1, false)"
+                             " FROM pg_sequences WHERE last_value IS NOT NULL AND schemaname = current_schema()")
+        for name in reversed(point.tables):
+            conn.exec_driver_sql(f"INSERT INTO {_quote(conn, name)} SELECT * FROM {point.schema}.{_quote(conn, name)}")
+        for sequence, value in point.sequences:
             conn.execute(sa.text("SELECT setval(:s, :v)"), {"s": sequence, "v": value})
 
-    def _wipe_sqlite(self, conn: sa.Connection, filled: list[str]) -> None:
-        if not filled:
-            return
-        marks = ", ".join("?" for _ in filled)
+    def _restore_sqlite(self, conn: sa.Connection, emptied: list[str], point: Checkpoint) -> None:
+        marks = ", ".join("?" for _ in emptied)
         triggers = conn.exec_driver_sql(
             f"SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN ({marks})",
-            tuple(filled)).all()
+            tuple(emptied)).all()
         for name, _sql in triggers:
             conn.exec_driver_sql(f"DROP TRIGGER {_quote(conn, name)}")
-        for name in filled:
+        for name in emptied:
             conn.exec_driver_sql(f"DELETE FROM {_quote(conn, name)}")
-        self._restore(conn, filled)
+        for name in reversed(point.tables):  # parents first
+            rows = point.rows[name]
+            if rows:
+                values = ", ".join("?" for _ in rows[0])
+                conn.exec_driver_sql(f"INSERT INTO {_quote(conn, name)} VALUES ({values})", rows)
         for _name, sql in triggers:
             conn.exec_driver_sql(sql)
-        if self.has_sqlite_sequence:  # AUTOINCREMENT counters as the migrations left them
-            conn.exec_driver_sql("DELETE FROM sqlite_sequence")
-            for name, seq in self.sequences:
-                conn.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq))
+        conn.exec_driver_sql("DELETE FROM sqlite_sequence")  # AUTOINCREMENT counters as they were
+        if point.sequences:
+            conn.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", point.sequences)
 
 
 def init_app(app: Flask) -> None:
