@@ -254,7 +254,7 @@ def duty_log_guard_statements(dialect_name: str, *, truncate: bool = True) -> li
     """DDL making ``duty_log`` append-only (for create_all and the migration).
 
     DELETE passes only for a row a running retention batch is purging (its pending tombstone);
-    ``truncate=False`` leaves out PostgreSQL's TRUNCATE guard (the test wipe truncates).
+    ``truncate=False`` leaves out PostgreSQL's TRUNCATE guard.
     """
     if dialect_name == "postgresql":
         statements = [
@@ -294,7 +294,7 @@ def duty_log_unguard_statements(dialect_name: str) -> list[str]:
 
 @sa.event.listens_for(DutyLog.__table__, "after_create")
 def _install_guards(table: sa.Table, connection: sa.Connection, **kw: object) -> None:
-    for statement in duty_log_guard_statements(connection.dialect.name, truncate=False):
+    for statement in duty_log_guard_statements(connection.dialect.name):
         connection.exec_driver_sql(statement)
 
 
