@@ -1,11 +1,13 @@
-"""Fixtures: one app per session on SQLite or the PostgreSQL server the test command started;
-every test starts from empty tables plus departments and one account per role."""
+"""Fixtures: one app per worker on its own clone of a database built by the migrations (SQLite,
+or the PostgreSQL server of ``TEST_DATABASE_URL``); every test starts from the migrated state
+plus departments and one account per role. See tests/databases.py."""
 
 from __future__ import annotations
 
 import contextvars
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,11 +16,10 @@ import sqlalchemy as sa
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
-from app import create_app
 from models import db
-from models.audit import guard_statements, head_guard_statements
-from security import accounts
+from security import accounts, throttle
 from seed.demo import ensure_departments
+from tests import databases
 from workflow.audit import ensure_head
 
 pytest_plugins = ["tests.browser_support"]
@@ -48,68 +49,94 @@ class IsolatedClient(FlaskClient):
         return response
 
 
-def database_url(tmp_root: Path) -> str:
-    return os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+# --- the migrated template (controller) and this worker's clone ---------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller; xdist's workers inherit the variable
+        os.environ[databases.TEMPLATE_DIR_ENV] = tempfile.mkdtemp(prefix="pm-tests-")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist starts the workers
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):
+        databases.build_template()
+
+
+# Under ``--dist loadgroup`` tests spread over the workers one by one, except these modules, each
+# kept on one worker: the browser tests share one Chromium and live server per worker, and the
+# concurrency tests run their threads best without a neighbour test competing for the cores.
+GROUPED_MODULES = {"test_workflow_concurrency": "concurrency"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        group = "browser" if module.startswith("test_browser") else GROUPED_MODULES.get(module)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput") and databases.TEMPLATE_DIR_ENV in os.environ:
+        databases.drop_template()
 
 
 @pytest.fixture(scope="session")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """The app on this worker's own clone of the migrated template database."""
     root = tmp_path_factory.mktemp("app")
-    app = create_app({
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": database_url(root),
-        "SECRET_KEY": "test-secret-key-not-for-production",
-        "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
-        "BLIND_INDEX_KEY": "test-blind-index-key",
-        "AUDIT_KEY": "test-audit-key",
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST": 1024,
-        "SERVER_NAME": "localhost",
-    })
-    app.instance_path = str(root / "instance")
+    app = databases.new_app(databases.clone_template(root), root / "instance")
     app.test_client_class = IsolatedClient
-    with app.app_context():
-        db.drop_all()
-        db.create_all()
+    databases.init_app(app)
     yield app
     with app.app_context():
-        db.drop_all()
-        db.engine.dispose()
-
-
-def wipe(app: Flask) -> None:
-    from models.duty import duty_log_guard_statements, duty_log_unguard_statements
-    from security import throttle
-
-    throttle.reset_all(app)  # login attempt counts live in the limiter's storage, not in tables
-    with app.app_context():
         db.session.remove()
-        tables = list(reversed(db.metadata.sorted_tables))
-        with db.engine.begin() as conn:
-            # The audit table refuses DELETE/TRUNCATE by trigger; tests lift that for the wipe only.
-            if conn.dialect.name == "postgresql":
-                for name in ("audit_entry", "audit_head", "duty_log"):
-                    conn.execute(sa.text(f"ALTER TABLE {name} DISABLE TRIGGER USER"))
-                names = ", ".join(f'"{t.name}"' for t in tables)
-                conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-                for name in ("audit_entry", "audit_head", "duty_log"):
-                    conn.execute(sa.text(f"ALTER TABLE {name} ENABLE TRIGGER USER"))
-            else:  # the duty log's DTY-3 triggers too
-                for name in ("audit_entry_no_delete", "audit_head_no_delete"):
-                    conn.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}"))
-                for statement in duty_log_unguard_statements("sqlite"):
-                    conn.exec_driver_sql(statement)
-                for table in tables:
-                    conn.execute(table.delete())
-                for statement in (guard_statements("sqlite") + head_guard_statements("sqlite")
-                                  + duty_log_guard_statements("sqlite")):
-                    conn.exec_driver_sql(statement)
-            ensure_head(conn)
+        db.engine.dispose()
+    databases.drop_clone()
 
 
 @pytest.fixture()
-def staff_ids(app: Flask) -> dict[str, int]:
-    """Fresh tables, departments, and one account per role (password ``PASSWORD``)."""
+def empty_database(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``empty_database("label")``: the URL of a new empty database of this worker (SQLite file, or
+    ``<TEST_DATABASE_URL's db>_<label>_<worker>`` on the server), dropped after the test."""
+    made: list[str] = []
+
+    def _make(label: str) -> str:
+        url, name = databases.new_empty_database(tmp_path, label)
+        if name:
+            made.append(name)
+        return url
+
+    yield _make
+    for name in made:
+        databases.drop_database(name)
+
+
+def wipe(app: Flask) -> None:
+    """Back to the migrated state: no rows but those the migrations seed (the audit chain's head)."""
+    throttle.reset_all(app)  # login attempt counts live in the limiter's storage, not in tables
+    with app.app_context():
+        db.session.remove()
+        app.extensions["pm_test_wiper"](db.engine)
+        with db.engine.begin() as conn:
+            ensure_head(conn)
+
+
+def checkpoint(app: Flask) -> databases.Checkpoint:
+    """The database's rows now, for ``restore``: data built once and given back to many tests."""
+    with app.app_context():
+        db.session.remove()
+        return app.extensions["pm_test_wiper"].capture(db.engine)
+
+
+def restore(app: Flask, point: databases.Checkpoint) -> None:
+    throttle.reset_all(app)
+    with app.app_context():
+        db.session.remove()
+        app.extensions["pm_test_wiper"](db.engine, point)
+
+
+def make_staff(app: Flask) -> dict[str, int]:
+    """Wipe, then departments and one account per role (password ``PASSWORD``); ids by role."""
     wipe(app)
     ids = {}
     with app.app_context():
@@ -118,6 +145,12 @@ def staff_ids(app: Flask) -> dict[str, int]:
             ids[role] = accounts.create_staff(username, f"{username} 测试", PASSWORD, {role}).id
         db.session.commit()
     return ids
+
+
+@pytest.fixture()
+def staff_ids(app: Flask) -> dict[str, int]:
+    """Fresh tables, departments, and one account per role (password ``PASSWORD``)."""
+    return make_staff(app)
 
 
 @pytest.fixture()
@@ -140,17 +173,18 @@ def login(client: FlaskClient, username: str, password: str = PASSWORD):  # type
                                        "password": password})
 
 
+def signed_in(app: Flask, role: str) -> FlaskClient:
+    """A new client signed in as the account holding ``role``."""
+    client = app.test_client()
+    response = login(client, ROLE_USERS[role])
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
 @pytest.fixture()
 def login_as(app: Flask, staff_ids: dict[str, int]) -> Callable[[str], FlaskClient]:
     """``login_as("cs_clerk")`` gives a client signed in as the account holding that role."""
-
-    def _login(role: str) -> FlaskClient:
-        client = app.test_client()
-        response = login(client, ROLE_USERS[role])
-        assert response.status_code == 302, response.get_data(as_text=True)
-        return client
-
-    return _login
+    return lambda role: signed_in(app, role)
 
 
 @pytest.fixture()

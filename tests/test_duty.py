@@ -183,7 +183,7 @@ def test_dty_3_retention_purges_expired_entries_through_the_trigger(db_session, 
             conn.exec_driver_sql(ddl)
         conn.execute(sa.update(DutyLog.__table__).where(DutyLog.id == old_id)
                      .values(created_at=datetime(2022, 3, 10, tzinfo=UTC)))
-        for ddl in duty_log_guard_statements(conn.dialect.name, truncate=False):
+        for ddl in duty_log_guard_statements(conn.dialect.name):
             conn.exec_driver_sql(ddl)
     policy = db.session.scalar(sa.select(RetentionPolicy).where(RetentionPolicy.code == "dty3_duty_log"))
     batch = purge(policy, staff_ids, now=datetime(2026, 11, 1, tzinfo=UTC))
@@ -298,7 +298,7 @@ def test_dty_5_night_item_becomes_a_linked_work_order_next_morning(db_session, s
             conn.exec_driver_sql(ddl)
         conn.execute(sa.update(DutyLog.__table__).where(DutyLog.id.in_([entry_id, other_id]))
                      .values(created_at=(night_start + timedelta(hours=3)).astimezone(UTC)))
-        for ddl in duty_log_guard_statements(conn.dialect.name, truncate=False):
+        for ddl in duty_log_guard_statements(conn.dialect.name):
             conn.exec_driver_sql(ddl)
     db.session.expire_all()
     assert {f.log_id for f in unconverted_night_items(yesterday)} == {entry_id, other_id}
