@@ -251,7 +251,7 @@ _PURGING = ("EXISTS (SELECT 1 FROM tombstone t JOIN retention_batch b ON b.id = 
 
 
 def duty_log_guard_statements(dialect_name: str, *, truncate: bool = True) -> list[str]:
-    """DDL making ``duty_log`` append-only (for create_all and the migration).
+    """DDL making ``duty_log`` append-only (for create_all; migrations keep a frozen copy).
 
     DELETE passes only for a row a running retention batch is purging (its pending tombstone);
     ``truncate=False`` leaves out PostgreSQL's TRUNCATE guard.

@@ -1,7 +1,7 @@
 """Server-side sessions: one row per signed-in browser, revoked at logout (ACC-3, ACC-7)
 
 Revision ID: e12c00000003
-Revises: 60df8af067b4
+Revises: e12a00000001
 Create Date: 2026-12-02 06:50:00
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "e12c00000003"
-down_revision = "60df8af067b4"
+down_revision = "e12a00000001"
 branch_labels = None
 depends_on = None
 

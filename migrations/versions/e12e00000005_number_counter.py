@@ -1,7 +1,7 @@
 """Record-number counters (TS, XTD, FX): one row per prefix, seeded from the stored numbers
 
 Revision ID: e12e00000005
-Revises: 60df8af067b4
+Revises: e12c00000003
 Create Date: 2026-12-02 07:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e12e00000005'
-down_revision = '60df8af067b4'
+down_revision = 'e12c00000003'
 branch_labels = None
 depends_on = None
 
