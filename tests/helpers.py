@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from models import AuditEntry, Building, Estate, Occupancy, Resident, Unit, db
 from models.validators import id_number_checksum
 
-# Logs that a refused request may legitimately write (the refusal, the export, the view).
-NOT_SNAPSHOTTED = {"security_event", "audit_head"}
+# Logs that a refused request may legitimately write (the refusal, the export, the view) and
+# the server-side session row a login writes.
+NOT_SNAPSHOTTED = {"security_event", "audit_head", "user_session"}
 DATA_ACTIONS = ("create", "update", "delete", "transition", "request", "signoff", "withdraw", "setting")
 
 
