@@ -121,6 +121,9 @@ def schema_of(conn: sa.Connection) -> dict[str, str]:
                 "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"):
             if table in tables and sql is not None:  # automatic indexes (sql NULL) come with their constraint
                 found[f"{kind} {name}"] = _norm(sql)
+        for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'"):
+            if name in tables:  # AUTOINCREMENT: ids of purged records are never handed out again
+                found[f"autoincrement {name}"] = str("AUTOINCREMENT" in (sql or "").upper())
     return found
 
 
@@ -143,3 +146,34 @@ def test_reg_1_migrated_schema_matches_models_tables_indexes_triggers_checks(
     ``create_all()`` with their DDL listeners; a deployment gets what the tests were written for."""
     diff = differences(schema_of(connect(migrated)), schema_of(connect(created)))
     assert not diff, "the migrated schema differs from the models':\n" + "\n".join(diff)
+
+
+def test_ret_key_custody_rebuilt_with_autoincrement_keeps_its_rows_and_key_uses(
+        empty_database: Callable[[str], str], connect: Callable[[str], sa.Connection]) -> None:
+    """A SQLite database migrated before AUTOINCREMENT reached ``key_custody`` gets it from the rebuild
+    (so a purged record's id is never reused) with every custody row and its key uses kept."""
+    url = empty_database("autoinc")
+    if not url.startswith("sqlite"):
+        pytest.skip("PostgreSQL sequences never reuse ids; the rebuild is SQLite's")
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from tests.helpers import make_key_custody
+
+    app = create_app({**databases.TEST_CONFIG, "SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade(directory=str(databases.ROOT / "migrations"), revision="e12e00000005")
+        keys = make_key_custody()
+        db.session.execute(sa.text("INSERT INTO key_use (custody_id, holder, purpose, out_at)"
+                                   " VALUES (:id, '李师傅', '维修', '2026-01-01 00:00:00')"), {"id": keys.id})
+        db.session.commit()
+        kept = keys.id
+        db.session.remove()
+        upgrade(directory=str(databases.ROOT / "migrations"))
+        db.engine.dispose()
+    conn = connect(url)
+    assert "AUTOINCREMENT" in conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE name = 'key_custody'").scalar().upper()
+    assert conn.exec_driver_sql("SELECT id FROM key_custody").scalars().all() == [kept]
+    assert conn.exec_driver_sql("SELECT custody_id, holder FROM key_use").all() == [(kept, "李师傅")]
+    assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
