@@ -117,6 +117,9 @@ def schema_of(conn: sa.Connection) -> dict[str, str]:
                 "SELECT tablename, rulename, definition FROM pg_rules WHERE schemaname = current_schema()")):
             found[f"rule {table}.{name}"] = _norm(definition)
     else:
+        for table, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'"):
+            if table in tables:  # ids never reused after a purge (RET) need AUTOINCREMENT
+                found[f"table {table}"] = "AUTOINCREMENT" if "AUTOINCREMENT" in (sql or "").upper() else ""
         for kind, name, table, sql in conn.exec_driver_sql(
                 "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"):
             if table in tables and sql is not None:  # automatic indexes (sql NULL) come with their constraint
