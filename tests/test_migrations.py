@@ -124,9 +124,6 @@ def schema_of(conn: sa.Connection) -> dict[str, str]:
                 "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"):
             if table in tables and sql is not None:  # automatic indexes (sql NULL) come with their constraint
                 found[f"{kind} {name}"] = _norm(sql)
-        for name, sql in conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'"):
-            if name in tables:  # AUTOINCREMENT: ids of purged records are never handed out again
-                found[f"autoincrement {name}"] = str("AUTOINCREMENT" in (sql or "").upper())
     return found
 
 
