@@ -58,6 +58,8 @@ def test_acc_7_browser_signature_pad_and_confirm_prompts_work_under_csp(app, pag
     page.goto(f"/admin/visit/details/?id={visit_id}")
     log_in(page, "cs_clerk")
     pad = page.locator("#signature-pad")
+    page.wait_for_load_state()
+    pad.scroll_into_view_if_needed()  # the mouse draws where the pad is on screen
     box = pad.bounding_box()
     page.mouse.move(box["x"] + 30, box["y"] + 60)
     page.mouse.down()

@@ -25,6 +25,8 @@ def test_vis_3_browser_resident_signs_on_the_pad_then_the_visit_is_recorded(app,
     page.on("dialog", lambda dialog: dialog.accept())
     pad = page.locator("#signature-pad")
     expect(pad).to_be_visible()
+    page.wait_for_load_state()
+    pad.scroll_into_view_if_needed()  # the mouse draws where the pad is on screen
     box = pad.bounding_box()
     page.mouse.move(box["x"] + 20, box["y"] + 80)
     page.mouse.down()
