@@ -101,6 +101,9 @@ def log_in(page: Page, role: str = "cs_clerk") -> None:
     page.locator("#username").fill(ROLE_USERS[role])
     page.locator("#password").fill(PASSWORD)
     page.locator("#login-submit").click()
+    # The next page's scripts (static files under the CSP) must have run before a test clicks or
+    # draws: an element is actionable as soon as it is parsed, before the script after it.
+    page.wait_for_load_state("load")
 
 
 def list_row(page: Page, text: str) -> Locator:
