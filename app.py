@@ -10,7 +10,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 from flask_babel import lazy_gettext as _l
 
-from config import SECRET_NAMES, Config, load_secrets
+import config
 from extensions import babel, csrf, migrate
 from models import db
 from views import params
@@ -19,16 +19,27 @@ ROOT = Path(__file__).resolve().parent
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"))
+    environ = config.environment()  # the settings file (PM_CONFIG, /etc/wuye.env) under the environment
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
+                instance_path=config.instance_path(environ))
     params.init_app(app)  # before any route: every request integer range-checked (issue 12 §5)
-    app.config.from_object(Config)
+    app.config.update(config.from_environment(environ))
     app.config.from_pyfile("config.py", silent=True)
     if test_config:
         app.config.update(test_config)
+    app.config["PM_ENV"] = config.environment_name(app.config.get("PM_ENV"))
+    if not test_config:  # tests name their own database and keys
+        config.refuse_silent_development(app.instance_path, app.config["PM_ENV"], environ)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-    if not all(app.config.get(k) for k in SECRET_NAMES):
-        app.config.update(load_secrets(app.instance_path, app.config["PM_ENV"]))
+    if not all(app.config.get(k) for k in config.SECRET_NAMES):
+        app.config.update({k: v for k, v in config.load_secrets(app.instance_path, app.config["PM_ENV"]).items()
+                           if not app.config.get(k)})
+    config.validate_secrets(app.config)  # one-line SettingsError now, not a binascii.Error later
+    if app.config["PM_ENV"] == "production" and not test_config:
+        config.mark_production(app.instance_path)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        if app.config["PM_ENV"] == "production":  # never a database invented beside the code
+            raise config.SettingsError("PM_ENV=production needs DATABASE_URL (environment or settings file)")
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'pm.db'}"
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(ROOT / "translations"))
 
@@ -103,10 +114,13 @@ def _init_admin(app: Flask) -> None:
 
 def _init_cli(app: Flask) -> None:
     from security import cli as security_cli
+    from security import grants, keys
     from seed import cli as seed_cli
     from workflow import cli as workflow_cli
 
     security_cli.init_app(app)
+    keys.init_app(app)
+    grants.init_app(app)
     seed_cli.init_app(app)
     workflow_cli.init_app(app)
 

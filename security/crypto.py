@@ -17,21 +17,26 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+class MissingKeyError(KeyError):
+    """A stored value names a key id FIELD_ENCRYPTION_KEYS no longer holds."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"FIELD_ENCRYPTION_KEYS has no key {key_id!r}, which stored values are encrypted with:"
+                         f" put {key_id} back after the new key and run `flask keys reencrypt` before retiring it")
+        self.key_id = key_id
+
+    def __str__(self) -> str:  # KeyError's own would quote the message
+        return str(self.args[0])
+
+
 class KeyRing:
     """Keys parsed from ``"k2:<b64>,k1:<b64>"``; the first one encrypts, all of them decrypt."""
 
     def __init__(self, spec: str, blind_key: str) -> None:
-        self.keys: dict[str, bytes] = {}
-        self.primary = ""
-        for part in filter(None, (p.strip() for p in spec.split(","))):
-            key_id, _, material = part.partition(":")
-            raw = _b64decode(material)
-            if len(raw) not in (16, 24, 32) or not key_id:
-                raise ValueError(f"encryption key {key_id!r} must be 16, 24 or 32 bytes")
-            self.keys[key_id] = raw
-            self.primary = self.primary or key_id
-        if not self.primary:
-            raise ValueError("FIELD_ENCRYPTION_KEYS holds no key")
+        from config import parse_field_keys
+
+        self.keys: dict[str, bytes] = dict(parse_field_keys(spec))
+        self.primary = next(iter(self.keys))
         self.blind_key = blind_key.encode()
 
     def encrypt(self, plaintext: str) -> str:
@@ -41,6 +46,8 @@ class KeyRing:
 
     def decrypt(self, stored: str) -> str:
         key_id, _, payload = stored.partition(":")
+        if key_id not in self.keys:
+            raise MissingKeyError(key_id)
         raw = _b64decode(payload)
         return AESGCM(self.keys[key_id]).decrypt(raw[:12], raw[12:], key_id.encode()).decode()
 

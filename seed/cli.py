@@ -9,13 +9,38 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from models import db
-from seed.demo import DEMO_PASSWORD, DEMO_STAFF, ensure_departments, seed_demo
+from seed.demo import COMPOUND, DEMO_PASSWORD, DEMO_STAFF, TOWER, ensure_departments, seed_demo
 
 
 def print_logins() -> None:
     click.echo(f"Demo logins (the password for all: {DEMO_PASSWORD}):")
     for username, _name, _dept, roles in DEMO_STAFF:
         click.echo(f"  {username:<12} {','.join(sorted(roles))}")
+
+
+def non_demo_data() -> str | None:
+    """What in the database is not the demo's (a real account or estate), or None."""
+    import sqlalchemy as sa
+
+    from models import Estate, Staff
+
+    usernames = [username for username, *_ in DEMO_STAFF]
+    staff = db.session.scalar(sa.select(Staff.username).where(Staff.username.not_in(usernames)).limit(1))
+    if staff is not None:
+        return f"account {staff!r}"
+    estate = db.session.scalar(sa.select(Estate.code).where(Estate.code.not_in([COMPOUND[0], TOWER[0]])).limit(1))
+    return f"estate {estate!r}" if estate is not None else None
+
+
+def refuse_demo(seeding: bool) -> None:
+    """Demo accounts (their password is in the README) and estates never reach a real firm's data."""
+    if current_app.config.get("PM_ENV") == "production":
+        raise click.ClickException("seed --demo refused: PM_ENV is production (the demo accounts' password"
+                                   " is public); run `flask seed` for the departments only")
+    found = non_demo_data() if seeding else None
+    if found is not None:
+        raise click.ClickException(f"seed --demo refused: the database holds data that is not the demo's"
+                                   f" ({found}); demo records go into a database of their own")
 
 
 @click.command("seed")
@@ -27,6 +52,9 @@ def seed(demo: bool, first_run_only: bool) -> None:
     from workflow.audit import set_actor
     from workflow.retention import seed_policies
 
+    marker = Path(current_app.instance_path) / ".demo-seeded"
+    if demo:
+        refuse_demo(seeding=not (first_run_only and marker.exists()))  # before anything is written
     set_actor(db.session(), None, "seed")  # who the audit trail names for these rows
     ensure_departments()
     seed_policies()  # REGULATIONS §10 keeping periods; an admin may change them later
@@ -34,7 +62,6 @@ def seed(demo: bool, first_run_only: bool) -> None:
     if not demo:
         click.echo("departments ready")
         return
-    marker = Path(current_app.instance_path) / ".demo-seeded"
     if not (first_run_only and marker.exists()):
         seed_demo()
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -462,3 +462,30 @@ def test_timeline_names_a_foreign_key_by_its_relation_label(app) -> None:
     assert _field_label("unit_id", view, None) == "单元"
     assert _field_label("goods", view, None) == "物品"
     assert _field_label("other_id", view, None) == "other_id"
+
+
+def test_acc_7_audit_key_rotation_starts_a_segment_and_the_old_one_still_verifies(app, db_session, monkeypatch):
+    """Issue 18 §6: a new AUDIT_KEY continues the chain; the retired key verifies only the rows
+    before the first row under the new key."""
+    old, new = app.config["AUDIT_KEY"], "a-new-audit-key-after-rotation-2026"
+
+    def add(code: str) -> None:
+        make_estate(code=code, name=f"小区{code}")
+        db.session.commit()
+
+    add("r1")
+    add("r2")
+    monkeypatch.setitem(app.config, "AUDIT_KEY", new)
+    assert any(p.kind == "edited" for p in verify(db.engine)[1])  # the old segment needs the old key
+    monkeypatch.setitem(app.config, "AUDIT_KEYS_RETIRED", old)
+    assert verify(db.engine)[1] == []
+    add("r3")
+    count, problems = verify(db.engine)
+    assert problems == [] and count >= 3
+    monkeypatch.setitem(app.config, "AUDIT_KEY", old)  # someone holding the retired key writes after the rotation
+    monkeypatch.setitem(app.config, "AUDIT_KEYS_RETIRED", "")
+    add("r4")
+    monkeypatch.setitem(app.config, "AUDIT_KEY", new)
+    monkeypatch.setitem(app.config, "AUDIT_KEYS_RETIRED", old)
+    problems = verify(db.engine)[1]
+    assert [p.kind for p in problems if p.kind == "edited"] and problems[0].seq == count + 1

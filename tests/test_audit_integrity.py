@@ -37,9 +37,9 @@ from models.base import utcnow
 from models.duty import DutyLog
 from workflow.audit import HeadMissing, digest_of, row_hash, verify
 
-KEY = "test-audit-key"
-SECRETS = {"SECRET_KEY": "test-secret-key", "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
-           "BLIND_INDEX_KEY": "test-blind-index-key", "AUDIT_KEY": KEY}
+KEY = "test-audit-key-long-enough-for-production"  # the CLI runs with PM_ENV=production (checked at start)
+SECRETS = {"SECRET_KEY": "test-secret-key-long-enough-for-production", "FIELD_ENCRYPTION_KEYS": "t1:" + "A" * 43,
+           "BLIND_INDEX_KEY": "test-blind-index-key-long-enough-for-production", "AUDIT_KEY": KEY}
 MIGRATIONS = str(ROOT / "migrations")
 BEFORE = "60df8af067b4"  # the revision before e12a00000001
 _codes = count(1)
@@ -263,7 +263,8 @@ def test_acc_7_cli_as_deployed_verifies_checkpoints_and_fails_on_a_truncated_tra
     write(6)
     db.session.remove()
     env = {**os.environ, **SECRETS, "PM_ENV": "production", "DATABASE_URL": deployed.url,
-           "AUDIT_CHECKPOINT_FILE": str(deployed.checkpoints), "FLASK_APP": "app"}
+           "AUDIT_CHECKPOINT_FILE": str(deployed.checkpoints), "FLASK_APP": "app",
+           "PM_INSTANCE_PATH": str(deployed.checkpoints.parent.parent / "instance-cli")}  # not the checkout's
     env.pop("TEST_DATABASE_URL", None)
     flask = [str(Path(sys.executable).parent / "flask"), "--app", "app", "audit"]
 

@@ -244,3 +244,49 @@ def test_acc_6_rotation_in_the_app(app, staff_ids, monkeypatch):
     with app.app_context():
         assert db.session.get(Resident, rid).id_number == number
         assert db.session.scalar(sa.select(Resident.id).where(Resident.id_number_bidx == bidx)) == rid
+
+
+# --- issue 18 §6: retiring a key --------------------------------------------------------------------------
+def rotate(app: Flask, monkeypatch, spec: str) -> None:
+    monkeypatch.setitem(app.config, "FIELD_ENCRYPTION_KEYS", spec)
+    monkeypatch.delitem(app.extensions, "pm_keyring", raising=False)
+
+
+def test_acc_6_reencrypt_in_batches_then_the_old_key_retires(app, staff_ids, monkeypatch):
+    from models import AuditEntry
+    from workflow.audit import verify
+
+    ids = [add_resident(app, name=f"住户{i}", phone=f"1380000001{i}", id_number=valid_id(30 + i)) for i in range(3)]
+    old_spec = app.config["FIELD_ENCRYPTION_KEYS"]
+    old_id = old_spec.split(":", 1)[0]
+    new_spec = f"r9:{b64key()}"
+    rotate(app, monkeypatch, new_spec)  # the old key dropped before re-encrypting: a clear error, naming it
+    early = app.test_cli_runner().invoke(args=["keys", "reencrypt"])
+    assert early.exit_code == 1 and f"FIELD_ENCRYPTION_KEYS has no key '{old_id}'" in early.output
+    rotate(app, monkeypatch, f"{new_spec},{old_spec}")
+    done = app.test_cli_runner().invoke(args=["keys", "reencrypt", "--batch", "2"])
+    assert done.exit_code == 0 and "re-encrypted 3 value(s) with r9; no value uses another key" in done.output
+    assert all(raw_resident(app, i)[0].startswith("r9:") for i in ids)
+    again = app.test_cli_runner().invoke(args=["keys", "reencrypt"])  # resumable: nothing left, nothing redone
+    assert "re-encrypted 0 value(s)" in again.output
+    rotate(app, monkeypatch, new_spec)  # retired
+    status = app.test_cli_runner().invoke(args=["keys", "status"])
+    assert "resident.id_number: r9: 3" in status.output and old_id not in status.output.split("encrypting key")[0]
+    with app.app_context():
+        assert [db.session.get(Resident, i).id_number for i in ids] == [valid_id(30 + i) for i in range(3)]
+        batches = db.session.scalars(sa.select(AuditEntry.record_type).where(AuditEntry.action == "reencrypt")).all()
+        assert batches == ["resident", "resident"]  # batches of 2: one audit event each
+        assert verify(db.engine)[1] == []
+
+
+def test_acc_6_blind_index_rebuilt_after_rotating_blind_index_key(app, staff_ids, monkeypatch):
+    number = valid_id(41)
+    rid = add_resident(app, name="韩十", phone="13800000041", id_number=number)
+    monkeypatch.setitem(app.config, "BLIND_INDEX_KEY", "a-new-blind-index-key-rotated-2026")
+    monkeypatch.delitem(app.extensions, "pm_keyring", raising=False)
+    with app.app_context():
+        fresh = keyring().blind_index(number)
+    assert raw_resident(app, rid)[1] != fresh  # search by the number finds nothing until rebuilt
+    result = app.test_cli_runner().invoke(args=["keys", "rebuild-blind-index"])
+    assert result.exit_code == 0 and "blind index: 1 resident(s) updated" in result.output
+    assert raw_resident(app, rid)[1] == fresh

@@ -811,3 +811,32 @@ def test_ret_purged_ids_are_never_reused(db_session, staff_ids) -> None:
     approve(batch, staff(staff_ids, "manager"), PASSWORD)
     assert run_batch(batch.id, now=NOW).state == "done" and not existing()
     assert new_keys().id > newest
+
+
+def test_ret_failed_purge_step_rolls_back_and_the_batch_can_run_again(en, staff_ids, monkeypatch) -> None:
+    """Issue 18 §5: the database refusing the redaction (an app role without the column UPDATE)
+    rolled nothing back to a state the batch could leave: it stayed ``running`` for good."""
+    from workflow import audit as audit_module
+
+    p = policy()
+    records = [closed(local(2020, 1, 1)) for _ in range(2)]
+    batch = list_batch(p, staff(staff_ids, "manager"), NOW)
+    approve(batch, staff(staff_ids, "manager"), PASSWORD)
+    batch_id, real_redact = batch.id, audit_module.redact
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise sa.exc.ProgrammingError("UPDATE audit_entry", {}, Exception("permission denied for table audit_entry"))
+
+    monkeypatch.setattr(audit_module, "redact", refused)
+    with pytest.raises(DomainError, match="can run again"):
+        run_batch(batch_id, now=NOW)
+    db.session.expire_all()
+    batch = db.session.get(RetentionBatch, batch_id)
+    assert (batch.state, batch.done_count) == ("approved", 0) and set(records) <= existing()
+    assert db.session.scalars(sa.select(Tombstone.outcome).where(Tombstone.batch_id == batch_id)).all() == [None, None]
+    stopped = db.session.scalars(sa.select(AuditEntry.comment).where(AuditEntry.action == "retention_stopped")).all()
+    assert len(stopped) == 1 and "permission denied" in stopped[0]
+    monkeypatch.setattr(audit_module, "redact", real_redact)  # the right granted: the same batch runs
+    batch = run_batch(batch_id, now=NOW)
+    assert (batch.state, batch.done_count) == ("done", 2) and not existing() & set(records)
+    assert problems() == []

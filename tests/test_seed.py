@@ -59,3 +59,22 @@ def test_seed_first_run_only_leaves_deleted_demo_data_alone(runner, app, db_sess
     again = runner.invoke(args=["seed", "--demo", "--first-run-only"])
     assert again.exit_code == 0 and "demo estate ready" not in again.output
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Unit)) == count
+
+
+def test_acc_1_seed_demo_refused_in_production(runner, app, db_session, monkeypatch) -> None:
+    """Issue 18 §3: the demo accounts' password is in the README; they never reach a real firm."""
+    monkeypatch.setitem(app.config, "PM_ENV", "production")
+    result = runner.invoke(args=["seed", "--demo", "--first-run-only"])
+    assert result.exit_code == 1 and "PM_ENV is production" in result.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Unit)) == 0
+
+
+def test_acc_1_seed_demo_refused_on_a_database_with_real_data(runner, app, db_session) -> None:
+    from security import accounts
+
+    Path(app.instance_path, ".demo-seeded").unlink(missing_ok=True)
+    accounts.create_staff("wang.li", "王丽", "Real-Person-2026!", {"cs_clerk"})
+    db.session.commit()
+    result = runner.invoke(args=["seed", "--demo", "--first-run-only"])
+    assert result.exit_code == 1 and "account 'wang.li'" in result.output
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Estate)) == 0

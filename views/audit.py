@@ -56,6 +56,9 @@ ACTION_LABELS: dict[str, Any] = {
     "password_set": _l("Password set"),
     "reset_token_issued": _l("Password reset link issued"),
     "data_import": _l("Data import"),
+    "retention_stopped": _l("Purge stopped (rolled back)"),
+    "reencrypt": _l("Re-encrypted with the current key"),
+    "blind_index_rebuilt": _l("Search index rebuilt"),
 }
 EMPTY = "—"
 SHORT = 80  # characters of one value in the list; the timeline shows LONG, details and export all

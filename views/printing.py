@@ -14,7 +14,17 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_admin import Admin, expose
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -165,7 +175,9 @@ def _help_requests(target: Any, start: date, end: date) -> list[Any]:
 
 
 def printed_by() -> str:
-    return current_user.full_name if current_user.is_authenticated else ""
+    """Who printed: the signed-in user; nobody for a command (no request, ``current_user`` is None)."""
+    user = current_user if has_request_context() else None
+    return user.full_name if user is not None and user.is_authenticated else ""
 
 
 def state_label(record: Any) -> str:

@@ -215,6 +215,13 @@ def audit_key() -> bytes:
     return current_app.config["AUDIT_KEY"].encode()
 
 
+def audit_keys() -> list[bytes]:
+    """Every key the chain was written with, oldest first: ``AUDIT_KEYS_RETIRED`` then ``AUDIT_KEY``
+    (a rotation starts a new segment; see README, key rotation)."""
+    retired = [k.strip() for k in (current_app.config.get("AUDIT_KEYS_RETIRED") or "").split(",") if k.strip()]
+    return [k.encode() for k in retired] + [audit_key()]
+
+
 def digest_of(changes: str | None, comment: str | None) -> str:
     """The free-text part of a row (changed values, comment): the chain covers this digest,
     so retention can later redact personal data from a row without breaking the chain."""
@@ -327,7 +334,8 @@ def verify(bind: sa.Engine | sa.Connection, batch: int = 5000) -> tuple[int, lis
 
 
 def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
-    key, problems = audit_key(), []
+    keys, problems = audit_keys(), []
+    segment = 0  # index in ``keys`` of the last row's key: a segment never returns to an older key
     expected_seq, prev, count, last_id = 1, GENESIS, 0, 0
     while True:
         entries = session.execute(
@@ -347,25 +355,31 @@ def _verify(session: Session, batch: int) -> tuple[int, list[Problem]]:
             if e.prev_hash != prev:
                 problems.append(Problem(e.seq, "reordered", "previous hash does not match"))
             if e.redacted_at is not None or e.redacted_by_batch is not None or e.redaction_seal is not None:
-                if not _sealed(key, e):
+                if not any(_sealed(k, e) for k in keys):
                     problems.append(Problem(e.seq, "edited", "redacted, but not by retention"))
             elif digest_of(e.changes, e.comment) != e.digest:
                 problems.append(Problem(e.seq, "edited", "changes or comment do not match the digest"))
             fields = {c.key: getattr(e, c.key) for c in sa.inspect(AuditEntry).column_attrs}
-            if not hmac.compare_digest(row_hash(key, fields, e.prev_hash), e.hash):
+            used = next((i for i in range(segment, len(keys))
+                         if hmac.compare_digest(row_hash(keys[i], fields, e.prev_hash), e.hash)), None)
+            if used is None:
                 problems.append(Problem(e.seq, "edited", "row hash does not match its content"))
+            else:
+                segment = used
             prev, expected_seq = e.hash, e.seq + 1
         session.expunge_all()
-    return count, problems + _head_problems(key, session.get(AuditHead, 1), count, expected_seq - 1, prev)
+    head_keys = {keys[segment], keys[-1]}  # the tip's writer, or the current key (ensure_head)
+    return count, problems + _head_problems(head_keys, session.get(AuditHead, 1), count, expected_seq - 1, prev)
 
 
-def _head_problems(key: bytes, head: AuditHead | None, count: int, last_seq: int, last_hash: str) -> list[Problem]:
+def _head_problems(keys: set[bytes], head: AuditHead | None, count: int, last_seq: int,
+                   last_hash: str) -> list[Problem]:
     """The signed head must name the last row: otherwise rows were cut off, wiped, or the head
     was moved. An unsigned head never passes, not even at seq 0 (a reset head of a wiped trail)."""
     if head is None:
         return [Problem(None, "head", "the chain's head row is missing")]
     found = []
-    if not hmac.compare_digest(head_signature(key, head.seq, head.last_hash), head.signature or ""):
+    if not any(hmac.compare_digest(head_signature(k, head.seq, head.last_hash), head.signature or "") for k in keys):
         found.append(Problem(head.seq, "head", "the head's signature is missing or invalid"))
     if count == 0 and head.seq > 0:
         found.append(Problem(head.seq, "removed", f"the trail is empty but the recorded tip is row {head.seq}:"

@@ -24,7 +24,7 @@ from flask.cli import AppGroup
 
 from models.audit import GENESIS, AuditEntry, AuditHead, head_signature
 from models.base import db, utcnow
-from workflow.audit import Problem, audit_key, verify
+from workflow.audit import Problem, audit_key, audit_keys, verify
 
 DEFAULT_FILE = "audit-checkpoints.jsonl"  # under instance/, in development only
 
@@ -61,7 +61,8 @@ def signed_tip(bind: sa.Engine) -> Tip | str:
                             .where(AuditHead.id == 1)).first()
         if head is None:
             return "the chain's head row is missing"
-        if not hmac.compare_digest(head_signature(audit_key(), head.seq, head.last_hash), head.signature or ""):
+        if not any(hmac.compare_digest(head_signature(k, head.seq, head.last_hash), head.signature or "")
+                   for k in audit_keys()):
             return "the head's signature is missing or invalid"
         if _hashes(conn, [head.seq]).get(head.seq) != head.last_hash:
             return f"row {head.seq}, the recorded tip, is missing or differs"
@@ -94,7 +95,7 @@ def write_checkpoint(path: Path, tip: Tip) -> dict[str, object]:
 def check_checkpoints(bind: sa.Engine, path: Path) -> tuple[int, list[Problem]]:
     """Every line signed with the key, its row still in the chain with its hash, and the head at
     or past it. Returns how many checkpoints were read and what is wrong."""
-    key, problems, lines = audit_key(), [], []
+    keys, problems, lines = audit_keys(), [], []
     for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not text.strip():
             continue
@@ -104,7 +105,7 @@ def check_checkpoints(bind: sa.Engine, path: Path) -> tuple[int, list[Problem]]:
         except (ValueError, TypeError, KeyError):
             problems.append(Problem(None, "checkpoint", f"line {number} of {path} is not a checkpoint"))
             continue
-        if not hmac.compare_digest(checkpoint_signature(key, seq, row_hash, at), mac):
+        if not any(hmac.compare_digest(checkpoint_signature(k, seq, row_hash, at), mac) for k in keys):
             problems.append(Problem(seq, "checkpoint", f"line {number}: the signature is invalid"
                                                        " (edited, or written with another AUDIT_KEY)"))
             continue

@@ -10,6 +10,7 @@ is long, so the application stays usable during a large purge.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from models.workflow import SignOff
 from workflow import audit
 from workflow.retention import MANAGERS, anchor_of, children_of, due, expiry_of, held, serialise, table_of
 
+log = logging.getLogger(__name__)
 CHUNK = 500
 LIST_CHUNK = 5000
 
@@ -141,10 +143,28 @@ def run_batch(batch_id: int, *, max_chunks: int | None = None, chunk: int = CHUN
     runs = 0
     while max_chunks is None or runs < max_chunks:
         runs += 1
-        if _run_chunk(batch_id, chunk, now):
+        try:
+            finished = _run_chunk(batch_id, chunk, now)
+        except sa.exc.SQLAlchemyError as exc:
+            _stopped(batch_id, exc)
+            raise DomainError(_l("The purge stopped: the database refused a step (see the server log). That"
+                                 " step was rolled back and the batch can run again once it is fixed.")) from exc
+        if finished:
             break
     db.session.expire_all()
     return db.session.get(RetentionBatch, batch_id)
+
+
+def _stopped(batch_id: int, exc: Exception) -> None:
+    """A chunk failed (e.g. the app's database role lacks a right): its transaction is rolled back,
+    and the batch goes back to ``approved`` so it can run again, never left ``running`` for good."""
+    log.error("retention batch %s stopped: %s", batch_id, exc)
+    db.session.rollback()
+    b = RetentionBatch.__table__
+    db.session.execute(sa.update(b).where(b.c.id == batch_id, b.c.state == "running").values(state="approved"))
+    audit.record_event("retention_stopped", record_type="retention_batch", record_id=batch_id,
+                       comment=str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+    db.session.commit()
 
 
 def _run_chunk(batch_id: int, size: int, now: datetime | None) -> bool:
