@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    environ = config.environment()  # the settings file (PM_CONFIG, /etc/wuye.env) under the environment
+    # the settings file (PM_CONFIG, /etc/wuye.env) under the environment; tests bring their own
+    environ = config.environment(read_file=not test_config)
     app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
                 instance_path=config.instance_path(environ))
     params.init_app(app)  # before any route: every request integer range-checked (issue 12 §5)

@@ -71,9 +71,10 @@ def read_settings_file(path: Path) -> dict[str, str]:
     return values
 
 
-def environment() -> dict[str, str]:
-    """The settings the app runs with: the settings file overlaid by the process environment."""
-    path = settings_file(os.environ)
+def environment(read_file: bool = True) -> dict[str, str]:
+    """The settings the app runs with: the settings file overlaid by the process environment.
+    ``read_file=False`` (tests naming their own settings): the process environment only."""
+    path = settings_file(os.environ) if read_file else None
     file_values = read_settings_file(path) if path else {}
     return {**file_values, **os.environ}
 
