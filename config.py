@@ -59,6 +59,18 @@ class Config:
     # Where `flask audit checkpoint` appends the audit chain's signed tip: outside the database and
     # its backups. Empty: instance/audit-checkpoints.jsonl in development; production must set it.
     AUDIT_CHECKPOINT_FILE = os.environ.get("AUDIT_CHECKPOINT_FILE", "")
+    # Serving (deploy/gunicorn.conf.py reads WEB_BIND, WEB_WORKERS, WEB_THREADS from the environment).
+    WEB_BIND = os.environ.get("WEB_BIND", "127.0.0.1:5000")
+    WEB_WORKERS = int(os.environ.get("WEB_WORKERS", "2"))
+    WEB_THREADS = int(os.environ.get("WEB_THREADS", "4"))
+    # Request and job log lines on stderr: "text", or "json" (one object per line).
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+    # /healthz answers 503 when no sweep finished within this many minutes (0: not checked).
+    HEALTH_SWEEP_MAX_AGE_MINUTES = float(os.environ.get("HEALTH_SWEEP_MAX_AGE_MINUTES", "15"))
+    # `flask backup create` without DIR writes here (empty: instance/backups).
+    BACKUP_DIR = os.environ.get("BACKUP_DIR", "")
+    # pg_dump / pg_restore of the server's major version (empty: from PATH).
+    PG_BIN_DIR = os.environ.get("PG_BIN_DIR", "")
     FLASK_ADMIN_SWATCH = "default"
 
 
