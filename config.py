@@ -67,6 +67,9 @@ class Config:
     LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
     # /healthz answers 503 when no sweep finished within this many minutes (0: not checked).
     HEALTH_SWEEP_MAX_AGE_MINUTES = float(os.environ.get("HEALTH_SWEEP_MAX_AGE_MINUTES", "15"))
+    # Where uploaded files are kept (models/storage.py): empty = the instance folder (a folder every
+    # app host mounts, for several hosts); or "module:Class" of another backend.
+    STORAGE_BACKEND = os.environ.get("STORAGE_BACKEND", "")
     # `flask backup create` without DIR writes here (empty: instance/backups).
     BACKUP_DIR = os.environ.get("BACKUP_DIR", "")
     # pg_dump / pg_restore of the server's major version (empty: from PATH).

@@ -35,8 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from models.attachment import UPLOADS
 from models.base import utcnow
+from models.storage import Storage
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -118,8 +118,9 @@ def _safe_member(name: str) -> PurePosixPath:
 
 
 # --- create -------------------------------------------------------------------------------------
-def create(engine: sa.Engine, instance: Path, target_dir: Path, pg_bin: str = "") -> tuple[Path, dict[str, Any]]:
-    """Write ``wuye-backup-<UTC time>.tar`` into ``target_dir``; its path and manifest."""
+def create(engine: sa.Engine, store: Storage, target_dir: Path, pg_bin: str = "") -> tuple[Path, dict[str, Any]]:
+    """Write ``wuye-backup-<UTC time>.tar`` into ``target_dir``, the files read from ``store``;
+    its path and manifest."""
     target_dir.mkdir(parents=True, exist_ok=True)
     dialect = engine.dialect.name
     if dialect not in DATABASE:
@@ -133,13 +134,17 @@ def create(engine: sa.Engine, instance: Path, target_dir: Path, pg_bin: str = ""
             snapshot_at, state = _pg_snapshot(engine, snapshot, pg_bin)
         members = {DATABASE[dialect]: snapshot}
         missing = []
-        root = instance.resolve()
         for relative in state.pop("paths"):
-            source = (root / relative).resolve()
-            if (root / UPLOADS).resolve() not in source.parents or not source.is_file():
+            member = f"{FILES}/{_safe_member(relative)}"
+            try:
+                data = store.get(relative)
+            except FileNotFoundError:
                 missing.append(relative)  # purged after the snapshot, or never written
                 continue
-            members[f"{FILES}/{_safe_member(relative)}"] = source
+            copy = work / member
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(data)
+            members[member] = copy
         manifest = {
             "format": FORMAT,
             "created_at": utcnow().isoformat(),
@@ -268,7 +273,7 @@ def _manifest(tar: tarfile.TarFile) -> dict[str, Any]:
 
 
 # --- restore -------------------------------------------------------------------------------------
-def refuse_unless_empty(engine: sa.Engine, uploads: Path) -> None:
+def refuse_unless_empty(engine: sa.Engine, store: Storage) -> None:
     """The target must hold nothing: a restore never merges into or overwrites live data."""
     tables: list[str] = []
     if engine.dialect.name != "sqlite" or (sqlite_path(engine.url).exists() and sqlite_path(engine.url).stat().st_size):
@@ -276,15 +281,17 @@ def refuse_unless_empty(engine: sa.Engine, uploads: Path) -> None:
             tables = sa.inspect(conn).get_table_names()
     if tables:
         raise BackupError(f"the database is not empty ({len(tables)} tables): restore only into an empty one")
-    if uploads.exists() and any(uploads.iterdir()):
-        raise BackupError(f"the upload folder {uploads} is not empty: restore only into an empty one")
+    if not store.is_empty():
+        raise BackupError("the upload folder (file store) is not empty: restore only into an empty one")
 
 
-def restore(archive: Path, engine: sa.Engine, instance: Path, pg_bin: str = "") -> Restored:
-    """Check ``archive`` whole, then load it into the empty database and upload folder."""
-    uploads = instance / UPLOADS
-    refuse_unless_empty(engine, uploads)
-    with unpacked(archive, instance.parent if instance.parent.exists() else None) as (folder, manifest):
+def restore(
+    archive: Path, engine: sa.Engine, store: Storage, pg_bin: str = "", scratch: Path | None = None
+) -> Restored:
+    """Check ``archive`` whole (unpacked under ``scratch``), then load it into the empty database
+    and file store."""
+    refuse_unless_empty(engine, store)
+    with unpacked(archive, scratch if scratch is not None and scratch.is_dir() else None) as (folder, manifest):
         if manifest["dialect"] != engine.dialect.name:
             raise BackupError(f"a {manifest['dialect']} backup cannot be restored into {engine.dialect.name}")
         snapshot = folder / DATABASE[manifest["dialect"]]
@@ -296,10 +303,7 @@ def restore(archive: Path, engine: sa.Engine, instance: Path, pg_bin: str = "") 
         for name in manifest["files"]:
             if not name.startswith(FILES + "/"):
                 continue
-            relative = PurePosixPath(name).relative_to(FILES)
-            target = instance / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / name, target)
+            store.put(str(PurePosixPath(name).relative_to(FILES)), (folder / name).read_bytes())
             files += 1
     problems = compare(engine, manifest)
     if problems:

@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 
 from models import job_run
 from models.base import db, utcnow
+from models.storage import LocalStorage, storage
 from ops import backup
 from workflow.audit import verify
 
@@ -32,9 +33,7 @@ def create_command(directory: Path | None) -> None:
     target = directory or Path(current_app.config.get("BACKUP_DIR") or Path(current_app.instance_path) / "backups")
     started = utcnow()
     try:
-        path, manifest = backup.create(
-            db.engine, Path(current_app.instance_path), target, current_app.config.get("PG_BIN_DIR", "")
-        )
+        path, manifest = backup.create(db.engine, storage(), target, current_app.config.get("PG_BIN_DIR", ""))
     except backup.BackupError as exc:
         job_run.record_run(db.engine, "backup", started, False)
         _fail(exc)
@@ -56,7 +55,11 @@ def restore_command(file: Path) -> None:
     (a new database after `createdb`, or no SQLite file). The whole file is checked first."""
     try:
         done = backup.restore(
-            file, db.engine, Path(current_app.instance_path), current_app.config.get("PG_BIN_DIR", "")
+            file,
+            db.engine,
+            storage(),
+            current_app.config.get("PG_BIN_DIR", ""),
+            scratch=Path(current_app.instance_path).parent,
         )
     except backup.BackupError as exc:
         _fail(exc)
@@ -100,7 +103,13 @@ def verify_backup(file: Path) -> tuple[int, list]:
             scratch_url = url.set(database=scratch_name)
         engine = sa.create_engine(scratch_url)
         try:
-            backup.restore(file, engine, Path(folder) / "instance", current_app.config.get("PG_BIN_DIR", ""))
+            backup.restore(
+                file,
+                engine,
+                LocalStorage(Path(folder) / "instance"),
+                current_app.config.get("PG_BIN_DIR", ""),
+                scratch=Path(folder),
+            )
             return verify(engine)
         finally:
             engine.dispose()
