@@ -158,15 +158,21 @@ def create(engine: sa.Engine, store: Storage, target_dir: Path, pg_bin: str = ""
         final = target_dir / f"wuye-backup-{stamp}.tar"
         part = target_dir / f".{final.name}.part"
         body = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode()
-        with tarfile.open(part, "w") as tar:
-            _add_bytes(tar, MANIFEST, body)
-            _add_bytes(tar, MANIFEST_SUM, hashlib.sha256(body).hexdigest().encode())
-            for name, path in members.items():
-                tar.add(path, arcname=name, recursive=False)
-        with part.open("rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(part, final)
-        final.chmod(0o600)  # the database's personal data (encrypted columns aside) is in it
+        # 0600 from the first byte: the database's personal data (encrypted columns aside) is in it.
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                with tarfile.open(fileobj=out, mode="w") as tar:
+                    _add_bytes(tar, MANIFEST, body)
+                    _add_bytes(tar, MANIFEST_SUM, hashlib.sha256(body).hexdigest().encode())
+                    for name, path in members.items():
+                        tar.add(path, arcname=name, recursive=False)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(part, final)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
     return final, manifest
 
 

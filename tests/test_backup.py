@@ -154,6 +154,8 @@ def test_backup_verify_restores_into_scratch_and_checks_manifest_and_audit_chain
     app: Flask, staff_ids: dict[str, int], tmp_path: Path, pg_bin: None
 ) -> None:
     archive = create(app, tmp_path / "backups")
+    assert archive.stat().st_mode & 0o777 == 0o600  # personal data: readable by its owner only
+    assert [p.name for p in archive.parent.iterdir()] == [archive.name]  # no work files left behind
     result = app.test_cli_runner().invoke(args=["backup", "verify", str(archive)])
     assert result.exit_code == 0, result.output
     assert "matches its manifest" in result.output and "chain intact" in result.output
