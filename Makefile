@@ -1,4 +1,4 @@
-# Two commands: `make run` (the product on SQLite with demo data) and `make test` (the suite).
+# Two commands: `make run` (the product on SQLite with demo data, served by gunicorn) and `make test` (the suite).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,7 +22,7 @@ translations: $(VENV)/.installed
 run: $(VENV)/.installed translations
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed --demo --first-run-only
-	SWEEP_INTERVAL_SECONDS=60 $(BIN)/flask run --host 127.0.0.1 --port 5000
+	SWEEP_INTERVAL_SECONDS=$${SWEEP_INTERVAL_SECONDS:-60} $(BIN)/gunicorn -c deploy/gunicorn.conf.py 'app:create_app()'
 
 system-deps:
 	bash scripts/system-deps.sh

@@ -48,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
 
+    import ops
     from security import auth, headers, throttle
     from views import templating
 
@@ -56,6 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     throttle.init_app(app)
     headers.init_app(app)
     templating.init_app(app)
+    ops.init_app(app)  # request log, /healthz, flask backup
     _init_admin(app)
     _init_cli(app)
     _init_errors(app)

@@ -149,6 +149,21 @@ def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
         # Where `flask audit checkpoint` appends the audit chain's signed tip: outside the database
         # and its backups. Empty: instance/audit-checkpoints.jsonl in development; production must set it.
         "AUDIT_CHECKPOINT_FILE": env.get("AUDIT_CHECKPOINT_FILE", ""),
+        # Serving (deploy/gunicorn.conf.py reads WEB_BIND, WEB_WORKERS, WEB_THREADS from the environment).
+        "WEB_BIND": env.get("WEB_BIND", "127.0.0.1:5000"),
+        "WEB_WORKERS": number("WEB_WORKERS", "2"),
+        "WEB_THREADS": number("WEB_THREADS", "4"),
+        # Request and job log lines on stderr: "text", or "json" (one object per line).
+        "LOG_FORMAT": env.get("LOG_FORMAT", "text"),
+        # /healthz answers 503 when no sweep finished within this many minutes (0: not checked).
+        "HEALTH_SWEEP_MAX_AGE_MINUTES": float(env.get("HEALTH_SWEEP_MAX_AGE_MINUTES", "15")),
+        # Where uploaded files are kept (models/storage.py): empty = the instance folder (a folder every
+        # app host mounts, for several hosts); or "module:Class" of another backend.
+        "STORAGE_BACKEND": env.get("STORAGE_BACKEND", ""),
+        # `flask backup create` without DIR writes here (empty: instance/backups).
+        "BACKUP_DIR": env.get("BACKUP_DIR", ""),
+        # pg_dump / pg_restore of the server's major version (empty: from PATH).
+        "PG_BIN_DIR": env.get("PG_BIN_DIR", ""),
         "FLASK_ADMIN_SWATCH": "default",
     }
     values.update({name: env[name] for name in SECRET_NAMES if env.get(name)})

@@ -1,6 +1,7 @@
 """The shared attachment store: signatures, scans and drawings kept as files outside the web root.
 
-A file lives under ``<instance>/uploads/<yyyy>/<mm>/<sha256>``; the row says whose it is (owner
+A file is kept under the key ``uploads/<yyyy>/<mm>/<sha256>`` in the app's store (models/storage.py:
+the instance folder by default); the row says whose it is (owner
 ``record_type`` + ``record_id``), what it is (``kind``) and what it was called. The type is read
 from the first bytes, never from the name or the browser's claim, and the kept name carries that
 type's extension (SEC-2). A purged owner takes its
@@ -12,9 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from models.base import UTCDateTime, db, utcnow
 from models.staff import Staff
+from models.storage import UPLOADS, LocalStorage, storage
 from models.validators import DomainError
 
 MB = 1024 * 1024
@@ -37,7 +37,6 @@ EXTENSIONS = {PNG: "png", JPEG: "jpg", PDF: "pdf"}
 SAME_TYPE = {PNG: ("png",), JPEG: ("jpg", "jpeg"), PDF: ("pdf",)}  # a user's own spelling is kept
 OCTET = "application/octet-stream"
 RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)$", re.IGNORECASE)  # Windows device names
-UPLOADS = "uploads"
 DOOMED = "pm_attachment_files_to_remove"
 
 
@@ -84,12 +83,13 @@ class Attachment(db.Model):
         return str(kind.label) if kind else self.kind
 
     def file(self) -> Path:
-        """The stored file; refuses a path that would leave the uploads folder."""
-        root = (Path(current_app.instance_path) / UPLOADS).resolve()
-        target = (Path(current_app.instance_path) / self.path).resolve()
-        if root not in target.parents:
-            raise FileNotFoundError(self.path)
-        return target
+        """The stored file of the local store (a shared folder included); refuses a path that would
+        leave the uploads folder."""
+        return LocalStorage(Path(current_app.instance_path)).path(self.path)
+
+    def data(self) -> bytes:
+        """The stored bytes, from whichever store keeps them; FileNotFoundError when gone."""
+        return storage().get(self.path)
 
 
 def sniff(data: bytes) -> str | None:
@@ -135,27 +135,13 @@ def store(record: Any, kind: str, data: bytes, filename: str, user: Staff | None
     digest = hashlib.sha256(data).hexdigest()
     now = utcnow()
     relative = f"{UPLOADS}/{now:%Y}/{now:%m}/{digest}"
-    _write(Path(current_app.instance_path) / relative, data)
+    storage().put(relative, data)
     name = typed_name(filename, content_type) or f"{kind}.{EXTENSIONS[content_type]}"
     row = Attachment(record_type=record.__tablename__, record_id=record.id, kind=kind, original_filename=name,
                      content_type=content_type, size=len(data), sha256=digest, path=relative,
                      uploaded_by_id=user.id if user is not None else None, uploaded_at=now)
     db.session.add(row)
     return row
-
-
-def _write(target: Path, data: bytes) -> None:
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(temp, target)  # atomic: a reader never sees half a file
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _clean_name(filename: str | None) -> str:
@@ -251,11 +237,9 @@ def _remove_files(session: Session) -> None:
     a = Attachment.__table__
     with db.engine.connect() as conn:
         kept = set(conn.scalars(sa.select(a.c.path).where(a.c.path.in_(list(paths)))))
-    root = Path(current_app.instance_path)
+    store = storage()
     for path in paths - kept:
-        target = (root / path).resolve()
-        if (root / UPLOADS).resolve() in target.parents:
-            target.unlink(missing_ok=True)
+        store.delete(path)
 
 
 @event.listens_for(Session, "after_rollback")

@@ -8,7 +8,7 @@ scans) are written to the audit trail.
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Any
 
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, send_file, url_for
@@ -53,18 +53,16 @@ def download(attachment_id: int) -> Any:
     if reason is not None:  # e.g. ARC-3: a copy of an archive document needs the manager's approval
         return render_template("errors/403.html", reason=reason), 403
     try:
-        path = row.file()
+        data = row.data()
     except FileNotFoundError:
-        abort(404)
-    if not path.is_file():
         abort(404)
     kind = KINDS.get(row.kind)
     if kind is None or kind.personal:
         record_event("download", record_type=row.record_type, record_id=row.record_id,
                      comment=f"attachment #{row.id} ({row.kind})")
         db.session.commit()
-    content_type, name = served_as(row, path)
-    response = send_file(path, mimetype=content_type, conditional=False, max_age=0)
+    content_type, name = served_as(row, data)
+    response = send_file(io.BytesIO(data), mimetype=content_type, conditional=False, max_age=0)
     response.headers["Content-Disposition"] = content_disposition(name, inline=False)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox"  # even if a browser renders it, nothing runs
@@ -72,11 +70,10 @@ def download(attachment_id: int) -> Any:
     return response
 
 
-def served_as(row: Attachment, path: Path) -> tuple[str, str]:
+def served_as(row: Attachment, data: bytes) -> tuple[str, str]:
     """SEC-2: the type the stored bytes declare (read again, never the name) and a download name
     whose extension is that type's, also for rows stored before names were typed."""
-    with path.open("rb") as stored:
-        content_type = sniff(stored.read(64)) or OCTET
+    content_type = sniff(data[:64]) or OCTET
     extension = EXTENSIONS.get(content_type, "bin")
     return content_type, typed_name(row.original_filename, content_type) or f"{row.kind}.{extension}"
 

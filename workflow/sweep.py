@@ -11,6 +11,8 @@ stay small: a batch of reminders or notices, or a group of escalations (tens of 
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import threading
 import time
@@ -26,6 +28,7 @@ from flask.cli import with_appcontext
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from models import job_run
 from models.base import db, utcnow
 from models.deadline import OPEN, DeadlineClock
 from models.staff import Staff
@@ -347,31 +350,64 @@ def sweep_command(now_text: str | None) -> None:
         except ValueError:
             raise click.BadParameter("use an ISO time, e.g. 2026-11-23T09:00+08:00", param_hint="--now") from None
         now = now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+    started = utcnow()
     report = sweep(now)
+    job_run.record_run(db.engine, job_run.SWEEP, started, True)
     click.echo(f"sweep: {report}")
     for error in report.errors:
         click.echo(f"  not escalated now: {error}", err=True)
 
 
 def run_forever(app: Flask, interval: float, stop: threading.Event) -> None:
-    """The timer thread: one sweep per interval, each in its own app context (own session)."""
-    while not stop.wait(interval):
+    """The timer thread: one sweep per interval, each in its own app context (own session), but
+    only while this process holds the sweep's lease (models/job_run.py): of all the workers and
+    hosts running this thread, exactly one sweeps; if it dies another takes over when the lease
+    runs out (three intervals, at least 30 s)."""
+    log = logging.getLogger("pm.jobs")
+    lease = max(interval * 3, 30.0)
+    holder = job_run.me()
+    try:
+        while not stop.wait(interval):
+            with app.app_context():
+                started = None
+                try:
+                    if not job_run.claim_lease(db.engine, job_run.SWEEP, lease, holder):
+                        continue
+                    started = utcnow()
+                    report = sweep()
+                    job_run.record_run(db.engine, job_run.SWEEP, started, True)
+                    log.info("sweep by %s: %s", holder, report)
+                except Exception:  # a failed run must not end the timer; the next run retries
+                    log.exception("sweep failed")
+                    _record_failure(started)
+                finally:
+                    db.session.remove()
+    finally:
         with app.app_context():
             try:
-                report = sweep()
-                if report.reminders or report.notices or report.escalations or report.recomputed:
-                    app.logger.info("sweep: %s", report)
-            except Exception:  # a failed run must not end the timer; the next run retries
-                app.logger.exception("sweep failed")
-            finally:
-                db.session.remove()
+                job_run.release_lease(db.engine, job_run.SWEEP, holder)
+            except Exception:  # the database may be gone at shutdown; the lease then runs out
+                pass
+
+
+def _record_failure(started: datetime | None) -> None:
+    """A run that raised: /healthz reports it failed (the database may be what failed)."""
+    if started is None:
+        return
+    try:
+        db.session.rollback()
+        job_run.record_run(db.engine, job_run.SWEEP, started, False)
+    except Exception:  # noqa: S110  the database itself may be down; /healthz says so
+        pass
 
 
 def init_app(app: Flask) -> None:
     """Registers ``flask sweep``. With SWEEP_INTERVAL_SECONDS > 0 a daemon thread sweeps in the
     serving process; never under TESTING and never in other CLI commands (``flask db upgrade``
     must not sweep a half-migrated database), so only the server (``flask run``, a WSGI server
-    worker) runs it. Several workers sweeping at once is safe: every action is claimed."""
+    worker) runs it. Every worker of a WSGI server starts the thread, but only the lease holder
+    sweeps; several sweeping at once (cron plus the timer) would still be safe: every action is
+    claimed."""
     app.cli.add_command(sweep_command)
     interval = float(app.config.get("SWEEP_INTERVAL_SECONDS", os.environ.get("SWEEP_INTERVAL_SECONDS")) or 0)
     if interval <= 0 or app.config.get("TESTING") or "pm_sweep" in app.extensions:
@@ -383,3 +419,10 @@ def init_app(app: Flask) -> None:
     thread = threading.Thread(target=run_forever, args=(app, interval, stop), name="pm-sweep", daemon=True)
     app.extensions["pm_sweep"] = (thread, stop)
     thread.start()
+    atexit.register(_stop, thread, stop)
+
+
+def _stop(thread: threading.Thread, stop: threading.Event) -> None:
+    """At exit: end the timer so that it hands its lease back (a restart need not wait it out)."""
+    stop.set()
+    thread.join(timeout=5)
