@@ -21,6 +21,7 @@ class Config:
     BABEL_DEFAULT_LOCALE = os.environ.get("LOCALE", "zh_Hans_CN")
     BABEL_DEFAULT_TIMEZONE = TIMEZONE  # display zone; storage is always UTC
     FIRM_CODE = os.environ.get("FIRM_CODE", "cpm")
+    FIRM_NAME = os.environ.get("FIRM_NAME", "物业服务有限公司")  # letterhead of letters (CMP-9 reply)
     # Session cookie: HttpOnly, SameSite=Lax; Secure is set per request when served over HTTPS.
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
