@@ -89,18 +89,24 @@ def visited(c: Complaint) -> object:
     return None if completed_visit_for(c) is not None else _l("Record the follow-up visit first.")
 
 
-def written_reply_recordable(c: Complaint) -> object:
+def written_complaint(c: Complaint) -> object:
     """CMP-9: only a written complaint is answered by letter, once, and the letter is filed in its unit's
-    archive (so the unit must be known)."""
-    from models.base import utcnow
-    from workflow.calendar import app_zone
-
+    archive (so the unit must be known). Checked before the step's fields are typed, so the step is
+    offered (buttons, My work) only where it applies."""
     if not c.needs_written_reply:
         return _l("Only a written complaint (a letter, or marked written) is answered by letter.")
     if c.reply_recorded_at is not None:
         return _l("The written reply is already recorded.")
     if c.unit_id is None:
         return _l("Record the unit first (edit the complaint): the reply is filed in its archive.")
+    return None
+
+
+def reply_dated(c: Complaint) -> object:
+    """CMP-9: the reply letter is dated between the day the complaint was received and today."""
+    from models.base import utcnow
+    from workflow.calendar import app_zone
+
     today = utcnow().astimezone(app_zone()).date()
     received = c.received_at.astimezone(app_zone()).date() if c.received_at else None
     if c.reply_letter_date is not None and (c.reply_letter_date > today

@@ -116,10 +116,10 @@ class Complaint(Tracked, db.Model):
         T("handle", "accepted", "handled", r.BUSINESS, label=_l("Record the handling"),
           requires=["handling_notes"], who=r.in_department, effect=r.on_handle),
         T("reply_in_writing", ["accepted", "handled"], STAY, r.FRONT_DESK, label=_l("Record the written reply"),
-          requires=["reply_letter_text", "reply_letter_date", "reply_signed_by"], guard=r.written_reply_recordable,
-          effect=r.on_written_reply),
+          requires=["reply_letter_text", "reply_letter_date", "reply_signed_by"], who=r.written_complaint,
+          guard=r.reply_dated, effect=r.on_written_reply),
         T("tell", "handled", "told", r.FRONT_DESK, label=_l("Resident told the result"),
-          requires=["reply_to_resident"], guard=r.written_reply_given, effect=r.on_tell),
+          requires=["reply_to_resident"], who=r.written_reply_given, effect=r.on_tell),
         T("visit", "told", "visited", r.FRONT_DESK, label=_l("Follow-up visit done"), guard=r.visited),
         T("close", "visited", "closed", r.SUPERVISORS, label=_l("Close"), who=r.manager_for_major),
         T("mark_invalid", ["received", "dispatched"], "invalid", r.SUPERVISORS, label=_l("Invalid: close with "

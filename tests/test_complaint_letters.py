@@ -185,3 +185,17 @@ def test_cmp_9_vis_7_demo_seed_has_a_letter_answered_in_writing_and_signed_on_si
     for c in weighty:
         visit = completed_visit_for(c)
         assert isinstance(visit, Visit) and visit.method == "on_site" and visit.has_signature
+
+
+def test_cmp_9_my_work_offers_the_written_reply_not_the_telling(db_session, staff_ids) -> None:
+    from workflow.inbox import my_work
+
+    letter = handled(staff_ids, channel="letter")
+    oral = handled(staff_ids, channel="phone", unit=letter.unit)
+    clerk = person(staff_ids, "cs_clerk")
+    steps = {(i.record.id, t.name) for i in my_work(clerk) if i.kind == "transition" for t in i.transitions}
+    assert (letter.id, "reply_in_writing") in steps and (letter.id, "tell") not in steps
+    assert (oral.id, "tell") in steps and (oral.id, "reply_in_writing") not in steps
+    engine.fire(letter, "reply_in_writing", clerk, values={**REPLY, "reply_letter_date": today()})
+    steps = {(i.record.id, t.name) for i in my_work(clerk) if i.kind == "transition" for t in i.transitions}
+    assert (letter.id, "tell") in steps and (letter.id, "reply_in_writing") not in steps
