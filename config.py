@@ -111,6 +111,7 @@ def from_environment(env: Mapping[str, str]) -> dict[str, Any]:
         "BABEL_DEFAULT_LOCALE": env.get("LOCALE", "zh_Hans_CN"),
         "BABEL_DEFAULT_TIMEZONE": timezone,  # display zone; storage is always UTC
         "FIRM_CODE": env.get("FIRM_CODE", "cpm"),
+        "FIRM_NAME": env.get("FIRM_NAME", "物业服务有限公司"),  # letterhead of letters (CMP-9 reply)
         # Session cookie: HttpOnly, SameSite=Lax; Secure is set per request when served over HTTPS.
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

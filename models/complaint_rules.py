@@ -7,7 +7,7 @@ the step's own columns in the engine's transaction.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -89,6 +89,40 @@ def visited(c: Complaint) -> object:
     return None if completed_visit_for(c) is not None else _l("Record the follow-up visit first.")
 
 
+def written_complaint(c: Complaint) -> object:
+    """CMP-9: only a written complaint is answered by letter, once, and the letter is filed in its unit's
+    archive (so the unit must be known). Checked before the step's fields are typed, so the step is
+    offered (buttons, My work) only where it applies."""
+    if not c.needs_written_reply:
+        return _l("Only a written complaint (a letter, or marked written) is answered by letter.")
+    if c.reply_recorded_at is not None:
+        return _l("The written reply is already recorded.")
+    if c.unit_id is None:
+        return _l("Record the unit first (edit the complaint): the reply is filed in its archive.")
+    return None
+
+
+def reply_dated(c: Complaint) -> object:
+    """CMP-9: the reply letter is dated between the day the complaint was received and today."""
+    from models.base import utcnow
+    from workflow.calendar import app_zone
+
+    today = utcnow().astimezone(app_zone()).date()
+    received = c.received_at.astimezone(app_zone()).date() if c.received_at else None
+    if c.reply_letter_date is not None and (c.reply_letter_date > today
+                                            or (received is not None and c.reply_letter_date < received)):
+        return _l("The reply letter is dated between the day the complaint was received and today.")
+    return None
+
+
+def written_reply_given(c: Complaint) -> object:
+    """CMP-9: a written complaint counts as told only once its written reply is recorded."""
+    if c.needs_written_reply and c.reply_recorded_at is None:
+        return _l("A written complaint is answered in writing: record the written reply (text, date, signer) "
+                  "first (CMP-9).")
+    return None
+
+
 def major_unreported(c: Complaint) -> object:
     if c.severity != "major":
         return _l("Only a major complaint is reported to the manager.")
@@ -138,6 +172,16 @@ def on_handle(c: Complaint, firing: Firing) -> None:
         draft_complaint_follow_up(c, firing.user)
 
 
+def on_written_reply(c: Complaint, firing: Firing) -> None:
+    """CMP-9: the reply is recorded and filed in the unit's archive (correspondence: complaints and
+    replies); the archive lists it and prints it as 《投诉答复函》."""
+    from models.archives import archive_for_unit
+
+    c.reply_recorded_at = firing.at
+    with db.session.no_autoflush:
+        c.reply_archive_id = archive_for_unit(c.unit_id).id
+
+
 def on_tell(c: Complaint, firing: Firing) -> None:
     c.told_at = firing.at
 
@@ -182,6 +226,21 @@ def on_escalate(c: Complaint, firing: Firing) -> None:
 
 
 # --- parsing a date typed into a step's field ------------------------------------------------------
+def parse_day(value: Any, field: str) -> date | None:
+    """"2026-11-30" typed into a step's field (or a date from a form) to a date."""
+    from models.validators import DomainError
+
+    if value is None or isinstance(value, date):
+        return value.date() if isinstance(value, datetime) else value
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10]) if len(text) >= 10 else date.fromisoformat(text)
+    except ValueError:
+        raise DomainError(_l("Enter a date as 2026-11-30."), field) from None
+
+
 def parse_local(value: Any, field: str) -> datetime | None:
     """"2026-11-30" (the end of that day) or "2026-11-30 18:00", Beijing time, to aware UTC."""
     from models.validators import DomainError

@@ -8,7 +8,7 @@ models/complaint_rules.py. Statistics count ``Complaint.counted_query()`` (dupli
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,6 +71,13 @@ class Complaint(Tracked, db.Model):
     handled_by = _staff(handled_by_id)
     reply_to_resident: Mapped[str | None] = mapped_column(sa.String(500))
     told_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # CMP-9: a written complaint's incoming-letter register number (收文登记号) and its written reply
+    letter_register_no: Mapped[str | None] = mapped_column(sa.String(16), unique=True, index=True)
+    reply_letter_text: Mapped[str | None] = mapped_column(sa.Text)
+    reply_letter_date: Mapped[date | None] = mapped_column(sa.Date)
+    reply_signed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    reply_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reply_archive_id: Mapped[int | None] = mapped_column(sa.ForeignKey("archive.id"), index=True)  # filed there
     invalid_explanation: Mapped[str | None] = mapped_column(sa.String(500))
     # CMP-SLA-1: major complaints
     reported_to_manager_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -108,8 +115,11 @@ class Complaint(Tracked, db.Model):
           comment_required=True, who=r.in_department, effect=r.on_return, todo=False),
         T("handle", "accepted", "handled", r.BUSINESS, label=_l("Record the handling"),
           requires=["handling_notes"], who=r.in_department, effect=r.on_handle),
+        T("reply_in_writing", ["accepted", "handled"], STAY, r.FRONT_DESK, label=_l("Record the written reply"),
+          requires=["reply_letter_text", "reply_letter_date", "reply_signed_by"], who=r.written_complaint,
+          guard=r.reply_dated, effect=r.on_written_reply),
         T("tell", "handled", "told", r.FRONT_DESK, label=_l("Resident told the result"),
-          requires=["reply_to_resident"], effect=r.on_tell),
+          requires=["reply_to_resident"], who=r.written_reply_given, effect=r.on_tell),
         T("visit", "told", "visited", r.FRONT_DESK, label=_l("Follow-up visit done"), guard=r.visited),
         T("close", "visited", "closed", r.SUPERVISORS, label=_l("Close"), who=r.manager_for_major),
         T("mark_invalid", ["received", "dispatched"], "invalid", r.SUPERVISORS, label=_l("Invalid: close with "
@@ -163,6 +173,9 @@ class Complaint(Tracked, db.Model):
         "handling_notes": _l("What the department did"), "reply_to_resident": _l("Result told to the resident"),
         "invalid_explanation": _l("Explanation to the resident"), "answer_notes": _l("Definite answer"),
         "extension_requested_until": _l("More time until (e.g. 2026-11-30 18:00)"),
+        "reply_letter_text": _l("Written reply (text of the letter)"),
+        "reply_letter_date": _l("Date of the reply letter (e.g. 2026-11-30)"),
+        "reply_signed_by": _l("Reply letter signed by"),
     }
 
     def __str__(self) -> str:
@@ -183,6 +196,15 @@ class Complaint(Tracked, db.Model):
         elif key == "resident_deadline":
             self.handling_until = self.extended_until or value
         return value
+
+    @validates("reply_letter_date")
+    def _reply_date(self, key: str, value: Any) -> date | None:
+        return r.parse_day(value, key)
+
+    @property
+    def needs_written_reply(self) -> bool:
+        """CMP-9: received as a letter, or marked written."""
+        return bool(self.written) or self.channel == "letter"
 
     @validates("contact_phone")
     def _phone(self, key: str, value: str | None) -> str | None:
@@ -301,10 +323,29 @@ def _number(mapper: Any, connection: sa.Connection, target: Complaint) -> None:
 
     if target.received_by_id is None:
         target.received_by_id = target.created_by_id
+    _register_letter(connection, target)
     if target.number:
         return
     prefix = f"TS{(target.received_at or utcnow()).astimezone(app_zone()):%Y%m}-"
     target.number = next_number(connection, Complaint.__table__.c.number, prefix, 4)
+
+
+@sa.event.listens_for(Complaint, "before_update")
+def _register_on_update(mapper: Any, connection: sa.Connection, target: Complaint) -> None:
+    _register_letter(connection, target)
+
+
+def _register_letter(connection: sa.Connection, target: Complaint) -> None:
+    """CMP-9: a written complaint is entered in the incoming-letter register (收文登记簿): SW<yyyymm>-<serial>,
+    by the Beijing month of receipt, given once and kept."""
+    from workflow.calendar import app_zone
+
+    if target.channel == "letter":
+        target.written = True  # a letter is a written complaint
+    if target.letter_register_no or not target.needs_written_reply:
+        return
+    prefix = f"SW{(target.received_at or utcnow()).astimezone(app_zone()):%Y%m}-"
+    target.letter_register_no = next_number(connection, Complaint.__table__.c.letter_register_no, prefix, 4)
 
 
 def new_from_help_request(help_request: Any, user: Staff | None) -> Complaint:
@@ -323,3 +364,10 @@ def new_from_help_request(help_request: Any, user: Staff | None) -> Complaint:
         created_by_id=user.id if user else None, received_by_id=user.id if user else None)
     db.session.add(complaint)
     return complaint
+
+
+def reply_letters_in(archive_id: int) -> list[Complaint]:
+    """CMP-9 / ARC-2: the written replies filed in an archive (complaints and replies), newest first."""
+    return list(db.session.scalars(sa.select(Complaint).where(
+        Complaint.reply_archive_id == archive_id, Complaint.deleted_at.is_(None))
+        .order_by(Complaint.reply_letter_date.desc(), Complaint.id.desc())))

@@ -350,5 +350,5 @@ def unconverted_night_items(day: date) -> list[DutyFollowUp]:
         DutyLog.created_at >= start, DutyLog.created_at < end).order_by(DutyLog.created_at)))
 
 
-from models.duty_desk import DutyDaySignoff, DutyHandover, sign_days  # noqa: E402,F401,I001
+from models.duty_desk import DutyDaySignoff, DutyHandover, DutyHandoverItem, sign_days  # noqa: E402,F401,I001
 from models.duty_security import PatrolRecord, VisitorLog, short_patrol_days  # noqa: E402,F401,I001

@@ -27,6 +27,11 @@ def is_major_repair(order: Any) -> bool:
     return bool(flag) if flag is not None else bool(getattr(order, "emergency", False))
 
 
+def needs_on_site_visit(complaint: Any) -> bool:
+    """VIS-7: important and major complaints are followed up on site (上门回访) with the resident's signature."""
+    return getattr(complaint, "severity", None) in ("important", "major")
+
+
 def check_subject(v: Any) -> None:
     """A complaint follow-up names its complaint, a repair visit its work order; a further visit
     continues a recorded visit about the same thing (VIS-4)."""
@@ -80,13 +85,17 @@ def check_visitor(v: Any) -> None:
 
 
 def check_method(v: Any) -> None:
-    """VIS-2: major repairs are visited on site; VIS-3: every visit is on site or marked as by phone."""
+    """VIS-2: major repairs are visited on site; VIS-3: every visit is on site or marked as by phone;
+    VIS-7: important and major complaints are followed up on site."""
     from models.visits import METHODS
 
     if v.method not in METHODS:
         raise DomainError(_l("Choose on site or by phone."), "method")
     if v.kind == "repair" and v.method != "on_site" and is_major_repair(v.repair_order):
         raise DomainError(_l("A major repair is visited on site."), "method")
+    if v.kind == "complaint" and v.method != "on_site" and needs_on_site_visit(v.complaint):
+        raise DomainError(_l("An important or major complaint is followed up on site, with the resident's "
+                             "signature; a phone follow-up does not count (VIS-7)."), "method")
 
 
 def check_times(v: Any) -> None:

@@ -198,26 +198,33 @@ class Visit(Tracked, db.Model):
 def completed_visit_for(complaint: Any) -> Visit | None:
     """VIS-1: the recorded follow-up of ``complaint`` with an opinion or a reason why no visit was
     possible; an on-site visit counts only with the resident's signature. The complaint's
-    told → visited guard asks this."""
+    told → visited guard asks this. VIS-7: an important or major complaint needs the signed on-site visit."""
     if complaint is None or complaint.id is None:
         return None
+    on_site_only = rules.needs_on_site_visit(complaint)
     for visit in complaint.follow_ups:  # newest first; "My work" loads them for many complaints at once
         said = (visit.opinion or "").strip() or (visit.impossible_reason or "").strip()
-        if visit.kind == "complaint" and visit.state in DONE_STATES and said \
-                and (visit.method != "on_site" or not visit.met_resident or visit.has_signature):
+        if visit.kind != "complaint" or visit.state not in DONE_STATES or not said:
+            continue
+        if on_site_only:  # VIS-7: on site, the resident met and signing; a phone call does not count
+            if visit.method == "on_site" and visit.met_resident and visit.has_signature:
+                return visit
+        elif visit.method != "on_site" or not visit.met_resident or visit.has_signature:
             return visit
     return None
 
 
 def draft_complaint_follow_up(complaint: Any, user: Staff | None = None) -> Visit:
     """VIS-1: the follow-up of a just-handled complaint, drafted for the head of the responsible
-    department (due 3 days after the handling). For the complaint's "handle" effect; no commit."""
+    department (due 3 days after the handling), on site for an important or major complaint (VIS-7).
+    For the complaint's "handle" effect; no commit."""
     head = db.session.scalar(sa.select(Staff).where(
         Staff.department_id == complaint.department_id, Staff.department_head.is_(True),
         Staff.active.is_(True)).order_by(Staff.id).limit(1)) if complaint.department_id else None
     visit = Visit(kind="complaint", complaint=complaint, unit_id=complaint.unit_id, visitor=head,
                   visitor_id=head.id if head is not None else None, complaint_id=complaint.id,
-                  method="phone", person_visited=getattr(complaint, "complainant_name", None),
+                  method="on_site" if rules.needs_on_site_visit(complaint) else "phone",
+                  person_visited=getattr(complaint, "complainant_name", None),
                   created_by_id=user.id if user is not None else None)
     db.session.add(visit)
     return visit

@@ -11,6 +11,7 @@ from models import Department, Occupancy, Staff, Unit, db
 from models.base import utcnow
 from models.complaints import Complaint, ComplaintHousehold
 from workflow import engine
+from workflow.calendar import app_zone
 
 CASES = [  # category, what happened, what the resident asks for, complained about
     ("repair", "卫生间顶棚渗水，报修三次未修好", "一周内彻底修好并赔偿损失", "工程部维修班"),
@@ -105,6 +106,12 @@ def _advance(c: Complaint, goal: str, handler: Staff, people: dict[str, Staff | 
         engine.fire(c, "accept", handler)
     if "handled" in reached:
         engine.fire(c, "handle", handler, values={"handling_notes": "已现场处理并拍照留存"})
+    if "told" in reached and c.needs_written_reply:  # CMP-9: a written complaint is answered by letter
+        engine.fire(c, "reply_in_writing", supervisor, values={
+            "reply_letter_text": f"经核查，您反映的“{c.description}”情况属实。{c.handling_notes}。"
+                                 "今后我处将加强巡查，如仍有问题请随时与管理处联系。",
+            "reply_letter_date": utcnow().astimezone(app_zone()).strftime("%Y-%m-%d"),
+            "reply_signed_by": f"{supervisor.full_name}（客服主管）"})
     if "told" in reached:
         engine.fire(c, "tell", clerk, values={"reply_to_resident": "电话告知处理结果，住户表示认可"})
     if "visited" in reached:
@@ -115,11 +122,21 @@ def _advance(c: Complaint, goal: str, handler: Staff, people: dict[str, Staff | 
 
 
 def _visit(c: Complaint, visitor: Staff | None) -> None:
+    from models.attachment import store
+    from models.visit_rules import needs_on_site_visit
     from models.visits import Visit
+    from seed.demo_visits import signature_png
 
-    visit = Visit(kind="complaint", complaint_id=c.id, unit_id=c.unit_id, method="phone", visited_at=utcnow(),
-                  visitor=visitor, person_visited=c.complainant_name, opinion="对处理结果满意", satisfied=True)
-    db.session.add(visit)
+    visit = db.session.scalar(sa.select(Visit).where(Visit.complaint_id == c.id, Visit.state == "draft"))
+    if visit is None:
+        visit = Visit(kind="complaint", complaint_id=c.id, unit_id=c.unit_id)
+        db.session.add(visit)
+    on_site = needs_on_site_visit(c)  # VIS-7: important and major complaints on site, with the signature
+    visit.method, visit.visited_at, visit.visitor = ("on_site" if on_site else "phone"), utcnow(), visitor
+    visit.person_visited, visit.opinion, visit.satisfied = c.complainant_name, "对处理结果满意", True
+    db.session.flush()
+    if on_site:
+        store(visit, "signature", signature_png(c.id), "signature.png", visitor)
     db.session.commit()
     engine.fire(visit, "record", visitor)
 

@@ -1,6 +1,7 @@
 """Demo data for the duty desk (DTY): this month's roster (published) and next month's (draft, to be
 published by the supervisor before month end), a swap awaiting approval, a few log entries with a
-correction and an open night item, a visitor, two patrols and a completed handover."""
+correction, an open night item and an open emergency, a visitor, two patrols and a handover whose open
+emergency is handed over by name to the incoming clerk (DTY-4)."""
 
 from __future__ import annotations
 
@@ -54,16 +55,19 @@ def seed_duty() -> None:
     db.session.flush()
     add_entry(guard, "desk_safety", f"更正 #{first.id}：巡视时间为 22:30。", corrects_id=first.id)
     add_entry(clerk, "enquiry", "业主询问本周停水安排，已告知周四 9:00–12:00。")
+    add_entry(guard, "emergency", "01:10 2栋电梯困人，已通知维保，维保人员在途。", important=True)
     unit = db.session.scalar(sa.select(Unit).order_by(Unit.id))
     db.session.add(VisitorLog(name="陈先生", id_shown="110105198001011234", host_unit=unit, plate="粤B12345",
                               logged_by=guard))
     for hour in (9, 15):
         db.session.add(PatrolRecord(area="地下车库", findings="" if hour == 9 else "B2 消防门闭门器损坏",
                                     patroller=by_name["patrol"], patrolled_at=utcnow() - timedelta(hours=hour)))
-    handover = DutyHandover(desk="main", outgoing=guard, items_counted="radio,extinguisher,keys,torch,log_book",
+    handover = DutyHandover(desk="main", outgoing=guard, handed_to=clerk,
+                            items_counted="radio,extinguisher,keys,torch,log_book",
                             missing_items="急救箱送补", read_previous_log=True)
     db.session.add(handover)
     db.session.commit()
+    engine.fire(handover, "list_open_work", guard)  # DTY-4: the open emergency, handed over to the clerk by name
 
 
 __all__ = ["seed_duty"]

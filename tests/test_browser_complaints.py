@@ -1,5 +1,6 @@
 """One complaint walked through Chromium from intake to a manager's close, each step by the role the
-regulations give it (CMP-1, CMP-4, CMP-5, VIS-1). Fixtures: tests/browser_support.py."""
+regulations give it (CMP-1, CMP-4, CMP-5, VIS-1, VIS-7); a written complaint answered by a printed
+reply letter (CMP-9). Fixtures: tests/browser_support.py."""
 
 from __future__ import annotations
 
@@ -42,10 +43,27 @@ def status(page: Page, text: str) -> None:
     expect(page.locator("#wf-status")).to_contain_text(text)
 
 
+def sign_on_pad(page: Page) -> None:
+    """VIS-3: the resident draws a signature on the visit's pad, then it is saved."""
+    pad = page.locator("#signature-pad")
+    expect(pad).to_be_visible()
+    page.wait_for_load_state()
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 80)
+    page.mouse.down()
+    for step in range(1, 12):
+        page.mouse.move(box["x"] + 20 + step * 25, box["y"] + 80 + (step % 3 - 1) * 30)
+    page.mouse.up()
+    page.locator("#signature-form button[type=submit]").click()
+    expect(page.locator("#attachments")).to_be_visible()
+
+
 def test_cmp_4_cmp_5_vis_1_browser_complaint_from_intake_to_managers_close(
         app: Flask, page: Page, staff_ids: dict[str, int]) -> None:
     """A clerk registers a major complaint (read back to the resident) and dispatches it to
-    engineering; the engineering head signs receipt, records the handling and the phone follow-up;
+    engineering; the engineering head signs receipt, records the handling and the on-site follow-up
+    with the resident's signature (VIS-7);
     the clerk tells the resident and marks it visited; the supervisor may not close a major
     complaint, the manager does."""
     with app.app_context():
@@ -91,14 +109,17 @@ def test_cmp_4_cmp_5_vis_1_browser_complaint_from_intake_to_managers_close(
     fire(page, "handle", field_handling_notes="更换电梯主板, 维保单位现场测试正常")
     status(page, "已处理")
 
-    # 3. The follow-up visit drafted at handling (VIS-1): the head phones the resident.
+    # 3. The follow-up visit drafted at handling (VIS-1), on site for a major complaint (VIS-7): the head
+    #    visits the resident, who signs on the pad.
     with app.app_context():
         visit_id = db.session.scalar(sa.select(Visit.id).where(Visit.complaint_id == complaint_id))
+        assert db.session.get(Visit, visit_id).method == "on_site"
     page.goto(f"/admin/visit/edit/?id={visit_id}")
     page.locator("#visited_at").fill(datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M"))
     page.locator("#opinion").fill("电梯运行正常, 住户满意")
     save(page)
     page.goto(f"/admin/visit/details/?id={visit_id}")
+    sign_on_pad(page)
     fire(page, "record")
     expect(page.locator("#wf-status")).to_contain_text("已记录")
 
@@ -119,3 +140,62 @@ def test_cmp_4_cmp_5_vis_1_browser_complaint_from_intake_to_managers_close(
     with app.app_context():
         done: Any = db.session.get(Complaint, complaint_id)
         assert (done.state, done.severity, done.closed_at is not None) == ("closed", "major", True)
+
+
+def test_cmp_9_browser_written_complaint_answered_by_a_printed_letter(
+        app: Flask, page: Page, staff_ids: dict[str, int]) -> None:
+    """A letter is registered (收文登记号), handled; telling the resident is refused until the written
+    reply is recorded; the reply prints as 《投诉答复函》 and the unit's archive lists it."""
+    import io
+    import shutil
+    import subprocess
+
+    from pypdf import PdfReader
+
+    from models.archives import Archive
+    from tests.browser_support import ARTIFACTS
+    from tests.helpers import make_complaint
+    from workflow import engine
+
+    with app.app_context():
+        engineering = db.session.scalar(sa.select(Department).where(Department.key == "engineering"))
+        head = db.session.get(Staff, staff_ids["engineering"])
+        head.department, head.department_head = engineering, True
+        db.session.commit()
+        c = make_complaint(channel="letter", department=engineering, complainant_name="刘先生",
+                           description="地下车库照明长期损坏，夜间无法看清车位", subject="工程部")
+        db.session.commit()
+        engine.fire(c, "dispatch", db.session.get(Staff, staff_ids["cs_clerk"]))
+        engine.fire(c, "accept", head)
+        engine.fire(c, "handle", head, values={"handling_notes": "已更换车库全部灯管并增加巡检"})
+        complaint_id, register_no = c.id, c.letter_register_no
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.on("dialog", lambda dialog: dialog.accept())
+    details = f"/admin/complaint/details/?id={complaint_id}"
+    switch_to(page, "cs_clerk", details)
+    expect(page.locator("#written-reply-needed")).to_be_visible()
+    expect(page.locator('form.wf-transition[data-transition="tell"]')).to_have_count(0)  # no letter yet
+    status(page, "已处理")
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d")
+    fire(page, "reply_in_writing",
+         field_reply_letter_text="经核查，车库照明已全部修复，并已增加每日巡检。感谢您的来信监督。",
+         field_reply_letter_date=today, field_reply_signed_by="王经理（管理处经理）")
+    expect(page.locator("#print-reply-letter")).to_be_visible()
+    expect(page.locator("body")).to_contain_text(register_no)
+    shot(page, "complaint-3-written-reply")
+    response = page.request.get(f"/admin/print/complaint/{complaint_id}/reply.pdf")
+    assert response.status == 200 and response.body().startswith(b"%PDF")
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(response.body())).pages).replace(" ", "")
+    assert "投诉答复函" in text and register_no in text and "王经理" in text
+    pdf = ARTIFACTS / "complaint-reply-letter.pdf"
+    pdf.write_bytes(response.body())
+    if shutil.which("pdftoppm"):
+        subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", str(pdf),
+                        str(ARTIFACTS / "complaint-reply-letter")], check=True)
+    fire(page, "tell", field_reply_to_resident="书面答复函已寄送住户")
+    status(page, "已反馈住户")
+    with app.app_context():
+        archive_id = db.session.scalar(sa.select(Archive.id).join(Complaint, Complaint.reply_archive_id == Archive.id)
+                                       .where(Complaint.id == complaint_id))
+    page.goto(f"/admin/archive/details/?id={archive_id}")
+    expect(page.locator("#reply-letters")).to_contain_text(register_no)

@@ -71,13 +71,20 @@ def handled(staff_ids: dict[str, int], **overrides: Any) -> Complaint:
 
 
 def record_visit(complaint: Complaint, by: Staff) -> Any:
-    """A phone follow-up with the resident's opinion, recorded through the visits workflow."""
+    """A follow-up with the resident's opinion, recorded through the visits workflow: by phone, or on site
+    with the resident's signature for an important or major complaint (VIS-7)."""
+    from models.attachment import store
     from models.visits import Visit
+    from tests.test_visits import png
 
-    visit = Visit(kind="complaint", complaint_id=complaint.id, unit_id=complaint.unit_id, method="phone",
-                  visited_at=utcnow(), visitor_id=by.id, person_visited="张三",
-                  opinion="满意", satisfied=True)
+    on_site = complaint.severity in ("important", "major")
+    visit = Visit(kind="complaint", complaint_id=complaint.id, unit_id=complaint.unit_id,
+                  method="on_site" if on_site else "phone", visited_at=utcnow(), visitor_id=by.id,
+                  person_visited="张三", opinion="满意", satisfied=True)
     db.session.add(visit)
+    db.session.flush()
+    if on_site:
+        store(visit, "signature", png(), "signature.png", by)
     db.session.commit()
     engine.fire(visit, "record", by)
     return visit

@@ -24,7 +24,14 @@ from models.duty import (
     unconverted_night_items,
     unpublished_rosters,
 )
-from models.duty_desk import DutyDaySignoff, DutyHandover, open_important_work, sign_days
+from models.duty_desk import (
+    DutyDaySignoff,
+    DutyHandover,
+    DutyHandoverItem,
+    acknowledge,
+    open_important_work,
+    sign_days,
+)
 from models.duty_security import PatrolRecord, VisitorLog, short_patrol_days
 from models.help_requests import HelpRequest
 from models.validators import DomainError
@@ -250,25 +257,97 @@ def test_dty_4_desk_items_are_ticked_by_name_on_the_form(db_session, staff_ids, 
     assert "对讲机、钥匙柜钥匙" in details
 
 
-def test_dty_4_open_important_work_blocks_the_handover(db_session, staff_ids) -> None:
-    guard = staff(staff_ids, "security")
-    entry = make_duty_log(important=True, body="电梯困人，已通知维保")
+def test_dty_4_outgoing_shifts_own_open_work_blocks_until_handed_over_by_name_and_acknowledged(
+        db_session, staff_ids) -> None:
+    clerk, guard = staff(staff_ids, "cs_clerk"), staff(staff_ids, "security")
+    entry = make_duty_log(author=clerk, important=True, body="电梯困人，已通知维保")
+    special = make_help_request(category="medical", description="老人摔倒", created_by_id=clerk.id)
     db.session.commit()
     h = handover(staff_ids)
-    assert open_important_work("main")
+    assert {type(w).__name__ for w in open_important_work(h)} == {"DutyFollowUp", "HelpRequest"}
+    with pytest.raises(engine.NotAllowed, match="DTY-4"):
+        engine.fire(h, "take_over", guard, password=PASSWORD)  # the outgoing's own work is open
+    with pytest.raises(engine.NotAllowed):
+        engine.fire(h, "list_open_work", clerk)  # handed over by name: the incoming person is named first
+    h.handed_to_id = guard.id
+    db.session.commit()
+    with pytest.raises(engine.NotAllowed):
+        engine.fire(h, "list_open_work", guard)  # only the outgoing hands over their work
+    engine.fire(h, "list_open_work", clerk)
+    items = db.session.scalars(sa.select(DutyHandoverItem).where(DutyHandoverItem.handover_id == h.id)).all()
+    assert sorted(i.key for i in items) == sorted([("follow_up", db.session.scalar(sa.select(DutyFollowUp.id).where(
+        DutyFollowUp.log_id == entry.id))), ("help_request", special.id)])
+    assert all(i.to_staff_id == guard.id and i.acknowledged_at is None for i in items)
+    with pytest.raises(engine.NotAllowed):
+        engine.fire(h, "take_over", guard, password=PASSWORD)  # not acknowledged yet
+    with pytest.raises(DomainError):
+        acknowledge(items[0], clerk)  # only the named person acknowledges
+    acknowledge(items[0], guard)
+    db.session.commit()
+    with pytest.raises(engine.NotAllowed):
+        engine.fire(h, "take_over", guard, password=PASSWORD)  # each item, not just one
+    acknowledge(items[1], guard)
+    db.session.commit()
+    engine.fire(h, "take_over", guard, password=PASSWORD)
+    assert h.state == "taken" and h.incoming_id == guard.id
+    assert db.session.get(HelpRequest, special.id).closed_at is None  # handed over, still open
+
+
+def test_dty_4_work_belonging_to_nobody_on_the_shift_does_not_block(db_session, staff_ids) -> None:
+    guard = staff(staff_ids, "security")
+    make_duty_log(author=staff(staff_ids, "manager"), important=True, body="昨日白班：水管爆裂，待维修")
+    make_help_request(category="crime", description="三个月前的失窃报案，尚未结案")  # nobody's
+    make_help_request(category="disaster", description="台风预警", created_by_id=staff_ids["manager"])
+    db.session.commit()
+    h = handover(staff_ids)
+    assert open_important_work(h) == []
+    engine.fire(h, "take_over", guard, password=PASSWORD)
+    assert h.state == "taken"
+
+
+def test_dty_4_resolved_own_work_no_longer_blocks(db_session, staff_ids) -> None:
+    clerk, guard = staff(staff_ids, "cs_clerk"), staff(staff_ids, "security")
+    entry = make_duty_log(author=clerk, kind="emergency", needs_follow_up=True, body="地下车库进水")
+    make_duty_log(author=clerk, important=True, body="消防报警误报，待复位", desk="side")  # another desk
+    special = make_help_request(category="medical", description="住户突发不适", created_by_id=clerk.id)
+    db.session.commit()
+    h = handover(staff_ids)
+    assert len(open_important_work(h)) == 2  # the emergency and the special request; not the other desk
     with pytest.raises(engine.NotAllowed):
         engine.fire(h, "take_over", guard, password=PASSWORD)
     follow = db.session.scalar(sa.select(DutyFollowUp).where(DutyFollowUp.log_id == entry.id))
-    engine.fire(follow, "resolve", guard, values={"resolution": "维保已放人"})
-    special = make_help_request(category="medical", description="老人摔倒")
-    db.session.commit()
-    with pytest.raises(engine.NotAllowed):
-        engine.fire(h, "take_over", guard, password=PASSWORD)
+    engine.fire(follow, "resolve", guard, values={"resolution": "已抽水，无财产损失"})
     db.session.execute(sa.update(HelpRequest).where(HelpRequest.id == special.id).values(state="closed",
                                                                                        closed_at=utcnow()))
     db.session.commit()
     engine.fire(h, "take_over", guard, password=PASSWORD)
     assert h.state == "taken"
+
+
+def test_dty_4_handover_items_acknowledged_on_the_screen_by_the_named_person(db_session, staff_ids,
+                                                                             login_as) -> None:
+    clerk, guard = staff(staff_ids, "cs_clerk"), staff(staff_ids, "security")
+    make_duty_log(author=clerk, important=True, body="3栋漏水，维修在途")
+    db.session.commit()
+    h = handover(staff_ids, handed_to_id=guard.id)
+    fire_http(login_as("cs_clerk"), "duty_handover", h, "list_open_work")
+    db.session.rollback()
+    [item] = db.session.scalars(sa.select(DutyHandoverItem)).all()
+    guard_client = login_as("security")
+    page = guard_client.get(f"/admin/duty_handover/details/?id={h.id}").get_data(as_text=True)
+    assert 'id="handover-items"' in page and "3栋漏水" in page and "确认接收" in page
+    fire_http(guard_client, "duty_handover", db.session.get(DutyHandover, h.id), "take_over", password=PASSWORD)
+    db.session.rollback()
+    assert db.session.get(DutyHandover, h.id).state == "counting"
+    page = post(login_as("cs_clerk"), "/admin/duty_handover/acknowledge/", id=item.id)
+    assert "只有被点名的接班人才能确认" in page
+    guard_client = login_as("security")
+    post(guard_client, "/admin/duty_handover/acknowledge/", id=item.id)
+    db.session.rollback()
+    assert db.session.get(DutyHandoverItem, item.id).acknowledged_by_id == guard.id
+    fire_http(guard_client, "duty_handover", db.session.get(DutyHandover, h.id), "take_over", password=PASSWORD)
+    db.session.rollback()
+    assert db.session.get(DutyHandover, h.id).state == "taken"
 
 
 def test_dty_4_handover_screen_take_over_and_hand_over(db_session, staff_ids, login_as) -> None:
@@ -493,8 +572,11 @@ def test_dty_1_demo_seed_has_rosters_for_this_and_next_month(runner, db_session)
     assert result.exit_code == 0, result.output
     months = set(db.session.scalars(sa.select(DutyRoster.month)))
     assert next_month() in months and len(months) == 2
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(DutyLog)) == 4
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(DutyLog)) == 5
     assert db.session.scalar(sa.select(DutySwap.pending_transition)) == "swap"
+    # DTY-4: the outgoing guard's open emergency is handed over by name to the incoming clerk
+    [item] = db.session.scalars(sa.select(DutyHandoverItem)).all()
+    assert item.to_staff.username == "clerk" and item.acknowledged_at is None and item.handover.state == "counting"
 
 
 def test_dty_9_checks_page_lists_short_patrol_days_and_open_night_items(db_session, staff_ids, login_as) -> None:

@@ -16,6 +16,7 @@ from models import Department, Staff, db
 from models.attachment import Attachment, store
 from models.base import utcnow
 from models.deadline import DeadlineClock
+from models.validators import DomainError
 from models.visit_stats import follow_up_processing_rate
 from models.visits import Visit, completed_visit_for, draft_complaint_follow_up
 from tests.conftest import csrf_token
@@ -72,10 +73,10 @@ def head_of_engineering(staff_ids: dict[str, int]) -> Staff:
     return engineer
 
 
-def handled_complaint(staff_ids: dict[str, int]) -> Any:
+def handled_complaint(staff_ids: dict[str, int], **overrides: Any) -> Any:
     """A complaint about the engineering department, dispatched, accepted and handled (engine)."""
     engineer = head_of_engineering(staff_ids)
-    complaint = make_complaint(department=department("engineering"))
+    complaint = make_complaint(department=department("engineering"), **overrides)
     db.session.commit()
     engine.fire(complaint, "dispatch", staff(staff_ids, "cs_clerk"))
     engine.fire(complaint, "accept", engineer)
@@ -411,3 +412,49 @@ def test_vis_6_a_recorded_visit_is_locked_until_the_manager_returns_it(db_sessio
     assert fresh(visit.id).opinion == "对保洁服务满意"
     fire(login_as("manager"), fresh(visit.id), "reopen", comment="被访人姓名有误")
     assert fresh(visit.id).state == "draft"
+
+
+# --- VIS-7 ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("severity", ["important", "major"])
+def test_vis_7_important_and_major_complaints_need_a_signed_on_site_visit(db_session, staff_ids,
+                                                                          severity: str) -> None:
+    complaint = handled_complaint(staff_ids, severity=severity)
+    engineer, clerk = staff(staff_ids, "engineering"), staff(staff_ids, "cs_clerk")
+    [visit] = db.session.scalars(sa.select(Visit).where(Visit.complaint_id == complaint.id))
+    assert visit.method == "on_site"  # drafted as 上门回访
+    visit.method, visit.visited_at, visit.opinion = "phone", utcnow(), "满意"
+    with pytest.raises(DomainError, match="VIS-7"):  # a phone follow-up is refused at the method field
+        visit.check_draft()
+    db.session.commit()
+    assert "VIS-7" in refusal(visit, engineer)
+    visit = fresh(visit.id)
+    visit.method = "on_site"
+    db.session.commit()
+    assert said(refusal(visit, engineer), SIGNATURE)  # on site without the resident's signature
+    store(visit, "signature", png(), "sig.png", engineer)
+    db.session.commit()
+    engine.fire(visit, "record", engineer)
+    engine.fire(complaint, "tell", clerk, values={"reply_to_resident": "已上门告知处理结果"})
+    if severity == "major":
+        complaint.answered_at = utcnow()
+    engine.fire(complaint, "visit", clerk)
+    assert complaint.state == "visited"
+
+
+def test_vis_7_a_phone_follow_up_does_not_satisfy_an_important_complaints_visit_guard(db_session,
+                                                                                     staff_ids) -> None:
+    complaint = handled_complaint(staff_ids, severity="minor")
+    engineer, clerk = staff(staff_ids, "engineering"), staff(staff_ids, "cs_clerk")
+    [visit] = db.session.scalars(sa.select(Visit).where(Visit.complaint_id == complaint.id))
+    assert visit.method == "phone"  # a minor complaint keeps phone or visit
+    visit.visited_at, visit.opinion = utcnow(), "满意"
+    db.session.commit()
+    engine.fire(visit, "record", engineer)
+    engine.fire(complaint, "tell", clerk, values={"reply_to_resident": "电话告知"})
+    assert completed_visit_for(complaint) is not None
+    complaint.severity = "important"  # regraded after the phone call: the call no longer counts
+    db.session.commit()
+    assert completed_visit_for(complaint) is None
+    with pytest.raises(engine.NotAllowed):
+        engine.fire(complaint, "visit", clerk)
+    assert db.session.get(type(complaint), complaint.id).state == "told"

@@ -161,6 +161,7 @@ class ArchiveView(WorkflowModelView):
     def render(self, template: str, **kwargs: Any) -> Any:
         model = kwargs.get("model")
         if template == self.details_template and model is not None:
+            from models.complaints import reply_letters_in
             from models.renovation_works import documents_of_unit
 
             log_view(model, _me())  # ARC-3: every opening logged
@@ -169,7 +170,8 @@ class ArchiveView(WorkflowModelView):
                           missing=model.missing_documents(), problems=checklist_problems(model),
                           scans=attachments_of("archive", model.id, "scan"), may_file=self.allowed("edit"),
                           may_copy=may_open(_me(), model.id, "copy"),
-                          renovation_documents=documents_of_unit(model.unit_id))
+                          renovation_documents=documents_of_unit(model.unit_id),
+                          reply_letters=reply_letters_in(model.id))
         return super().render(template, **kwargs)
 
 

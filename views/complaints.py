@@ -90,6 +90,7 @@ class ComplaintView(WorkflowModelView):
         "occurred_at", "location", "subject", "description", "demand", "category", "validity", "about_property",
         "severity", "severity_since", "households", "read_back_confirmed", "received_by", "department",
         "dispatched_at", "accepted_at", "accepted_by", "handling_notes", "handled_at", "handled_by",
+        "letter_register_no", "reply_letter_text", "reply_letter_date", "reply_signed_by", "reply_recorded_at",
         "reply_to_resident", "told_at", "invalid_explanation", "reported_to_manager_at", "answer_notes",
         "answered_at", "resident_deadline", "extended_until", "duplicate_of", "help_request", "state", "due_at",
         "closed_at"]
@@ -123,6 +124,10 @@ class ComplaintView(WorkflowModelView):
         "extended_until": _l("Extended until"), "duplicate_of": _l("Duplicate of"),
         "help_request": _l("From help request"), "state": _l("Status"), "due_at": _l("Due"),
         "closed_at": _l("Closed at"),
+        "letter_register_no": _l("Incoming-letter register no."),
+        "reply_letter_text": _l("Written reply"), "reply_letter_date": _l("Reply letter dated"),
+        "reply_signed_by": _l("Reply letter signed by"), "reply_recorded_at": _l("Written reply recorded at"),
+        "reply_archive_id": _l("Filed in archive"),
         # the timeline names changed columns by these too
         "unit_id": _l("Unit"), "resident_id": _l("Resident"), "department_id": _l("Responsible department"),
         "duplicate_of_id": _l("Duplicate of"), "received_by_id": _l("Received by"),
@@ -132,6 +137,8 @@ class ComplaintView(WorkflowModelView):
     }
     column_descriptions = {
         "severity": rules.SEVERITY_HELP,
+        "written": _l("A letter is always written: it gets an incoming-letter register number and is answered "
+                      "by a reply letter before the resident counts as told (CMP-9)."),
         "households": _l("Add each household joining the complaint; three or more make it collective, "
                          "which is always major."),
         "about_property": _l("Untick for valid complaints about others, e.g. developer defects or sales "

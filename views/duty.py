@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import flash
+from flask import abort, flash, redirect, request
 from flask_admin import Admin, expose
 from flask_admin.actions import action
 from flask_babel import lazy_gettext as _l
@@ -29,11 +29,20 @@ from models.duty import (
     unconverted_night_items,
     unpublished_rosters,
 )
-from models.duty_desk import DutyDaySignoff, DutyHandover, sign_days, unsigned_days
+from models.duty_desk import (
+    DutyDaySignoff,
+    DutyHandover,
+    DutyHandoverItem,
+    acknowledge,
+    not_acknowledged,
+    sign_days,
+    unsigned_days,
+)
 from models.duty_security import PATROL_ROLES, PatrolRecord, VisitorLog, short_patrol_days
 from models.validators import DomainError
 from views.base import SecureModelView, SecureView
 from views.fields import CheckboxesField
+from views.params import record_id
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
 from views.workflow import WorkflowModelView, state_filter
 
@@ -164,11 +173,16 @@ class DutyFollowUpView(WorkflowModelView):
 class DutyHandoverView(WorkflowModelView):
     permissions = {"view": BUSINESS, "create": DESK, "edit": DESK, "export": SUPERVISORS}
     column_list = ["desk", "outgoing", "incoming", "state", "missing_items", "taken_at", "handed_at"]
-    column_details_list = ["desk", "outgoing", "incoming", "state", "items_counted", "missing_items", "anomalies",
-                           "read_previous_log", "taken_at", "handed_at"]
+    column_details_list = ["desk", "outgoing", "handed_to", "incoming", "state", "items_counted", "missing_items",
+                           "anomalies", "read_previous_log", "taken_at", "handed_at"]
     column_export_list = column_list
-    form_columns = ["desk", "outgoing", "items_counted", "missing_items", "anomalies", "read_previous_log"]
+    form_columns = ["desk", "outgoing", "handed_to", "items_counted", "missing_items", "anomalies",
+                    "read_previous_log"]
+    details_template = "admin/duty/handover_details.html"
+    column_descriptions = {"handed_to": _l("The person coming on duty, named: your open important work is handed "
+                                           "over to them item by item, and they acknowledge each (DTY-4).")}
     column_labels = {"desk": _l("Desk"), "outgoing": _l("Going off duty"), "incoming": _l("Coming on duty"),
+                     "handed_to": _l("Handed over to"), "closed_at": _l("Closed at"),
                      "state": _l("Status"), "items_counted": _l("Desk items counted"),
                      "missing_items": _l("Missing items"), "anomalies": _l("Anomalies"),
                      "read_previous_log": _l("Read the previous log"), "taken_at": _l("Taken over at"),
@@ -182,6 +196,34 @@ class DutyHandoverView(WorkflowModelView):
     def get_query(self) -> Any:
         return super().get_query().options(db.joinedload(DutyHandover.outgoing),
                                            db.joinedload(DutyHandover.incoming))
+
+    def extra_endpoints(self) -> dict[str, str]:
+        return {**super().extra_endpoints(), "acknowledge_view": "view"}  # the model checks who
+
+    @expose("/acknowledge/", methods=["POST"])
+    def acknowledge_view(self) -> Any:
+        """DTY-4: the named incoming person acknowledges one item handed over to them."""
+        item_id = record_id(request.form.get("id"))
+        item = db.session.get(DutyHandoverItem, item_id) if item_id is not None else None
+        handover = self.get_one(item.handover_id) if item is not None else None
+        if handover is None:
+            abort(404)
+        try:
+            acknowledge(item, current_user)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "error")
+        else:
+            flash(_l("Acknowledged."), "success")
+        return redirect(self.get_url(".details_view", id=handover.id))
+
+    def render(self, template: str, **kwargs: Any) -> Any:
+        model = kwargs.get("model")
+        if template == self.details_template and model is not None:
+            kwargs.update(open_work=not_acknowledged(model) if model.state == "counting" else [],
+                          me_id=current_user.id, may_acknowledge=model.state == "counting")
+        return super().render(template, **kwargs)
 
 
 class DutyDaySignoffView(SecureModelView):

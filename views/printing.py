@@ -1,5 +1,6 @@
-"""Printable forms as PDF (issue 5 part 5): the complaint record sheet 《住户投诉意见表》 and the
-help register 《住户求助登记表》, plus the PDF machinery the statistics report uses.
+"""Printable forms as PDF (issue 5 part 5): the complaint record sheet 《住户投诉意见表》, the
+written reply to a written complaint 《投诉答复函》 (CMP-9), the help register 《住户求助登记表》,
+plus the PDF machinery the statistics report uses.
 
 WeasyPrint lays out an HTML template (templates/print/) on A4 with the Noto CJK fonts of the
 system (``scripts/system-deps.sh`` installs fonts-noto-cjk); it may fetch nothing but ``data:``
@@ -140,6 +141,15 @@ class PrintView(SecureView):
         return printed(record, "print/complaint.html", f"住户投诉意见表-{record.number or record.id}.pdf",
                        c=record, steps=complaint_steps(record), visits=visits_of(record))
 
+    @expose("/complaint/<int:id>/reply.pdf")
+    def complaint_reply(self, id: int):  # type: ignore[no-untyped-def]
+        """CMP-9: the written reply 《投诉答复函》 on the firm's letterhead."""
+        record = self._target("complaint").get_one(id)
+        if record is None or record.reply_recorded_at is None:
+            abort(404)
+        return printed(record, "print/complaint_reply.html", f"投诉答复函-{record.number or record.id}.pdf",
+                       c=record, firm=current_app.config.get("FIRM_NAME", ""), estate=_estate_of(record))
+
     @expose("/help-register.pdf")
     def help_register(self):  # type: ignore[no-untyped-def]
         target = self._target("help_request")
@@ -162,6 +172,12 @@ class PrintView(SecureView):
         record_event("print", record_type="help_request", comment=f"{filename} ({len(rows)})")
         db.session.commit()
         return pdf_response(data, filename)
+
+
+def _estate_of(record: Any) -> Any:
+    unit = getattr(record, "unit", None)
+    building = getattr(unit, "building", None)
+    return getattr(building, "estate", None)
 
 
 def _help_requests(target: Any, start: date, end: date) -> list[Any]:
