@@ -1,7 +1,7 @@
 """CMP-9 written complaints' register number and written reply; DTY-4 work handed over by name
 
 Revision ID: a20b00000001
-Revises: e12f00000006
+Revises: a17000000001
 Create Date: 2026-12-02 15:30:00
 
 Plain ADD COLUMN, never a batch rebuild: rebuilding ``complaint`` or ``duty_handover`` on SQLite
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = 'a20b00000001'
-down_revision = 'e12f00000006'
+down_revision = 'a17000000001'
 branch_labels = None
 depends_on = None
 
