@@ -104,8 +104,10 @@ def _init_admin(app: Flask) -> None:
 def _init_cli(app: Flask) -> None:
     from security import cli as security_cli
     from seed import cli as seed_cli
+    from views import archive_check
     from workflow import cli as workflow_cli
 
+    archive_check.init_app(app)
     security_cli.init_app(app)
     seed_cli.init_app(app)
     workflow_cli.init_app(app)
