@@ -290,7 +290,7 @@ def permission_rows(unit: Any, staff_ids: dict[str, int]) -> dict[str, int]:
 PERMISSION_CREATE = {
     "archive": lambda ids: {"unit": ids["spare_unit"], "note": "新建档案"},
     "archive_access": lambda ids: {"archive": ids["archive"], "kind": "view", "purpose": "核对图纸",
-                                   "documents_wanted": "装修图纸", "accompanied_by": "客服 李四"},
+                                   "documents_wanted": "装修图纸", "companion": ids["staff"]},  # ARC-11
     "archive_event": lambda ids: {"archive": ids["archive"], "kind": "major_accident", "title": "水管爆裂",
                                   "description": "", "occurred_on": "2026-11-01"},
     "archive_rental": lambda ids: {"archive": ids["archive"], "kind": "commercial", "tenant_name": "王五",
