@@ -119,8 +119,10 @@ def _init_cli(app: Flask) -> None:
     from security import cli as security_cli
     from security import grants, keys
     from seed import cli as seed_cli
+    from views import archive_check
     from workflow import cli as workflow_cli
 
+    archive_check.init_app(app)
     security_cli.init_app(app)
     keys.init_app(app)
     grants.init_app(app)

@@ -1,7 +1,7 @@
 """All models, one module per regulation; importing this registers every table."""
 
 from models import calendar, deadline, retention  # noqa: E402,F401,I001  (time rules: register tables)
-from models import archive_records, archives, complaints, duty, help_requests  # noqa: E402,F401,I001  (regulations)
+from models import archive_coverage, archive_records, archives, complaints, duty, help_requests  # noqa: E402,F401,I001  (regulations)
 from models import moving, renovation, repairs, violations, visits  # noqa: E402,F401,I001  (register their tables)
 from models import numbering  # noqa: E402,F401,I001  (record-number counters)
 from models import attachment  # noqa: E402,F401,I001  (shared attachment store: signatures, scans, drawings)
@@ -49,3 +49,5 @@ from models.registry import record_history as _record_history  # noqa: E402
 @_event.listens_for(_Session, "before_flush")
 def _history(session: _Session, flush_context: object, instances: object) -> None:
     _record_history(session, _actor())
+
+from workflow import important as _important  # noqa: E402,F401  (ACC-8: the important-information guard)

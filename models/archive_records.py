@@ -128,7 +128,7 @@ class ArrearsCase(Tracked, db.Model):
     archive_id: Mapped[int] = mapped_column(sa.ForeignKey("archive.id"), index=True)
     archive: Mapped[Archive] = relationship()
     fee: Mapped[str] = mapped_column(sa.String(16), default="management")
-    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
     owed_since: Mapped[date] = mapped_column(sa.Date)
     last_follow_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

@@ -4,7 +4,7 @@ confirmation (ARC-6). Events, rentals, arrears and spot checks are in models/arc
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -91,6 +91,10 @@ class Archive(Tracked, db.Model):
     def __str__(self) -> str:
         return str(self.unit.code) if self.unit else f"#{self.id}"
 
+    def documents_newest_first(self) -> list[ArchiveDocument]:
+        """ARC-12: the documents by date, newest first (the document's own date, else the filing day)."""
+        return sorted(self.documents, key=lambda d: (d.dated(), d.filed_at, d.id), reverse=True)
+
     def held_types(self) -> set[str]:
         return {d.doc_type for d in self.documents}
 
@@ -116,6 +120,13 @@ class ArchiveDocument(db.Model):
     attachment_id: Mapped[int] = mapped_column(sa.ForeignKey("attachment.id"))
     filed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     filed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    document_date: Mapped[date | None] = mapped_column(sa.Date)  # ARC-12: the document's own date
+
+    def dated(self) -> date:
+        """ARC-12: the date shown and sorted by — the document's own, else the local filing day."""
+        from workflow.calendar import app_zone
+
+        return self.document_date or self.filed_at.astimezone(app_zone()).date()
 
 
 def _stale_days() -> int:
@@ -140,7 +151,7 @@ def ordered(query: Any) -> Any:
 
 
 def file_document(archive: Archive, doc_type: str, data: bytes | None, filename: str,
-                  user: Staff | None) -> ArchiveDocument:
+                  user: Staff | None, document_date: date | None = None) -> ArchiveDocument:
     """Tick one checklist entry by uploading its scan; without a scan the tick is refused (ARC-2)."""
     from models.attachment import store
     from models.validators import DomainError
@@ -151,10 +162,12 @@ def file_document(archive: Archive, doc_type: str, data: bytes | None, filename:
         raise DomainError(_l("A ticked document needs its uploaded scan."), "scan")
     if doc_type in archive.held_types():
         raise DomainError(_l("This document is already on file."), "doc_type")
+    if document_date is not None and document_date > utcnow().date() + timedelta(days=1):
+        raise DomainError(_l("A document's date cannot be in the future."), "document_date")
     scan = store(archive, "scan", data, filename, user)
     db.session.flush()
     row = ArchiveDocument(archive=archive, doc_type=doc_type, attachment_id=scan.id,
-                          filed_by_id=user.id if user else None)
+                          filed_by_id=user.id if user else None, document_date=document_date)
     db.session.add(row)
     db.session.flush()
     return row
@@ -195,13 +208,39 @@ def _grant(access: ArchiveAccess, firing: Firing) -> None:
     access.expires_at = end_of_day(firing.at)
 
 
+def companion_needed(access: ArchiveAccess, requester: Staff | None = None) -> bool:
+    """ARC-11: someone outside customer service (or a person from outside the firm) reads only
+    accompanied by a customer-service staff member."""
+    requester = requester or access.created_by
+    return bool(access.outsider or requester is None or not set(requester.roles) & CUSTOMER_SERVICE)
+
+
+def companion_problem(access: ArchiveAccess, requester: Staff | None = None) -> object:
+    """Why the named companion does not do (None: fine, or none needed)."""
+    if not companion_needed(access, requester):
+        return None
+    companion = access.companion or (db.session.get(Staff, access.companion_id) if access.companion_id else None)
+    if companion is None:
+        return _l("Someone outside customer service reads an archive only accompanied: name the "
+                  "customer-service staff member who accompanies.")
+    if not companion.active or not set(companion.roles) & CUSTOMER_SERVICE:
+        return _l("The companion must be an active customer-service staff member.")
+    return None
+
+
 def _needs_supervisor_only(access: ArchiveAccess) -> object:
+    problem = companion_problem(access)
+    if problem:
+        return problem
     if access.outsider or access.kind != "view":
         return _l("Outsiders and lending, printing, copying or exporting need a manager's approval.")
     return None
 
 
 def _needs_manager(access: ArchiveAccess) -> object:
+    problem = companion_problem(access)
+    if problem:
+        return problem
     if not (access.outsider or access.kind != "view"):
         return _l("An in-house viewing request goes to the customer-service supervisor.")
     from models.attachment import attachments_of
@@ -209,6 +248,25 @@ def _needs_manager(access: ArchiveAccess) -> object:
     if access.outsider and not attachments_of("archive_access", access.id, "scan"):
         return _l("An outsider must show a proof document: upload its scan first.")
     return None
+
+
+def _is_companion(access: ArchiveAccess, user: Staff | None) -> object:
+    """ARC-11: the companion confirms the reading on their own account, nobody for them."""
+    if user is None or access.companion_id != user.id:
+        return _l("Only the named companion confirms the accompanied reading.")
+    return None
+
+
+def _reading_to_confirm(access: ArchiveAccess) -> object:
+    if access.companion_id is None:
+        return _l("This request names no companion.")
+    if access.reading_confirmed_at is not None:
+        return _l("The reading is already confirmed.")
+    return None
+
+
+def _confirm_reading(access: ArchiveAccess, firing: Firing) -> None:
+    access.reading_confirmed_at = firing.at
 
 
 class ArchiveAccess(Tracked, db.Model):
@@ -222,7 +280,10 @@ class ArchiveAccess(Tracked, db.Model):
     kind: Mapped[str] = mapped_column(sa.String(16), default="view")
     purpose: Mapped[str] = mapped_column(sa.String(200))
     documents_wanted: Mapped[str] = mapped_column(sa.String(200))
-    accompanied_by: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
+    accompanied_by: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})  # free-text note
+    companion_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"), index=True)  # ARC-11
+    companion: Mapped[Staff | None] = relationship(foreign_keys=[companion_id])
+    reading_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # by the companion
     outsider: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     outsider_name: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -238,12 +299,14 @@ class ArchiveAccess(Tracked, db.Model):
         T("approve_manager", "requested", "granted", EVERYONE, label=_l("Submit for the manager's approval"),
           guard=_needs_manager, effect=_grant, reject_to="refused",
           approvals=[Step(_l("Manager approves in writing"), frozenset({"manager"}))]),
+        T("confirm_reading", "granted", STAY, CUSTOMER_SERVICE, label=_l("Confirm the accompanied reading"),
+          who=_is_companion, guard=_reading_to_confirm, effect=_confirm_reading),
     ])
 
     def __str__(self) -> str:
         return f"{self.archive} {ACCESS_KINDS.get(self.kind, self.kind)}"
 
-    def check_request(self) -> None:
+    def check_request(self, requester: Staff | None = None) -> None:
         from models.validators import DomainError
 
         if self.kind not in ACCESS_KINDS:
@@ -252,6 +315,9 @@ class ArchiveAccess(Tracked, db.Model):
             raise DomainError(_l("State the purpose."), "purpose")
         if self.outsider and not (self.outsider_name or "").strip():
             raise DomainError(_l("Name the outside person."), "outsider_name")
+        problem = companion_problem(self, requester)
+        if problem:
+            raise DomainError(problem, "companion")
 
 
 def granted_archive_ids(user: Staff, kinds: tuple[str, ...] = ("view",), now: datetime | None = None) -> Any:
@@ -295,6 +361,7 @@ def log_view(archive: Archive, user: Staff | None) -> None:
             ArchiveAccess.archive_id == archive.id, ArchiveAccess.created_by_id == user.id,
             ArchiveAccess.state == "granted", ArchiveAccess.expires_at > utcnow()).order_by(
             ArchiveAccess.id.desc()).limit(1))
+    companion = access.companion.full_name if access is not None and access.companion else None
     comment = "" if access is None else \
-        f"access #{access.id}; purpose: {access.purpose}; accompanied by: {access.accompanied_by or '-'}"
+        f"access #{access.id}; purpose: {access.purpose}; accompanied by: {companion or access.accompanied_by or '-'}"
     record_event("confidential_view", record=archive, comment=comment or "customer service")

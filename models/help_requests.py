@@ -142,7 +142,8 @@ class HelpRequest(Tracked, db.Model):
     supervisor_alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     price: Mapped[Decimal | None] = mapped_column(sa.Numeric(12, 2))
     charged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    charged_amount: Mapped[Decimal | None] = mapped_column(sa.Numeric(12, 2))
+    # ACC-8: recorded money
+    charged_amount: Mapped[Decimal | None] = mapped_column(sa.Numeric(12, 2), info={"important": True})
     # HLP-5 emergency medical
     medical_address: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True})
     medical_option: Mapped[str | None] = mapped_column(sa.String(16))

@@ -179,7 +179,7 @@ class MoveDamage(Tracked, db.Model):
     move_in: Mapped[MoveIn | None] = relationship()
     mover: Mapped[str] = mapped_column(sa.String(64), info={"personal": True})
     description: Mapped[str] = mapped_column(sa.String(500))
-    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
     restore_by: Mapped[datetime] = mapped_column(UTCDateTime())
     restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -87,11 +87,11 @@ class Unit(Timestamped, db.Model):
         sa.Index("ix_unit_building_floor_code", "building_id", "floor", "code"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    building_id: Mapped[int] = mapped_column(sa.ForeignKey("building.id"))
+    building_id: Mapped[int] = mapped_column(sa.ForeignKey("building.id"), info={"important": True})  # ACC-8
     building: Mapped[Building] = relationship()
-    code: Mapped[str] = mapped_column(sa.String(24), index=True)
+    code: Mapped[str] = mapped_column(sa.String(24), index=True, info={"important": True})
     floor: Mapped[int] = mapped_column(sa.Integer)
-    area: Mapped[Decimal | None] = mapped_column(sa.Numeric(10, 2))
+    area: Mapped[Decimal | None] = mapped_column(sa.Numeric(10, 2), info={"important": True})
     use: Mapped[str] = mapped_column(sa.String(16), default="residential")
     occupancies: Mapped[list[Occupancy]] = relationship(back_populates="unit")
 
@@ -145,10 +145,10 @@ class Resident(Timestamped, db.Model):
     __tablename__ = "resident"
     personal_label = True  # str() names a person (ACC-5: a related column shows personal data)
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(64), index=True, info={"personal": True})
+    name: Mapped[str] = mapped_column(sa.String(64), index=True, info={"personal": True, "important": True})
     gender: Mapped[str | None] = mapped_column(sa.String(8), info={"personal": True})
     phone: Mapped[str | None] = mapped_column(sa.String(32), index=True, info={"personal": True})
-    id_number: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True})
+    id_number: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True, "important": True})
     id_number_bidx: Mapped[str | None] = mapped_column(sa.String(64), unique=True, info={"sensitive": True})
     native_place: Mapped[str | None] = mapped_column(sa.String(100), info={"personal": True})
     household_place: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})
@@ -202,11 +202,12 @@ class Occupancy(Timestamped, db.Model):
         sa.Index("ix_occupancy_unit_start", "unit_id", "start_date"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"))
+    # ACC-8: who owns or lives in which unit is important information
+    unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), info={"important": True})
     unit: Mapped[Unit] = relationship(back_populates="occupancies")
-    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("resident.id"), index=True)
+    resident_id: Mapped[int] = mapped_column(sa.ForeignKey("resident.id"), index=True, info={"important": True})
     resident: Mapped[Resident] = relationship(back_populates="occupancies")
-    kind: Mapped[str] = mapped_column(sa.String(16))
+    kind: Mapped[str] = mapped_column(sa.String(16), info={"important": True})
     start_date: Mapped[date] = mapped_column(sa.Date)
     end_date: Mapped[date | None] = mapped_column(sa.Date)
     note: Mapped[str | None] = mapped_column(sa.String(200))

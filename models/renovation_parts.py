@@ -46,7 +46,7 @@ class RenovationCharge(db.Model):
     renovation_id: Mapped[int] = mapped_column(sa.ForeignKey("renovation.id", ondelete="CASCADE"), index=True)
     renovation = relationship("Renovation", back_populates="charges")
     kind: Mapped[str] = mapped_column(sa.String(16))
-    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
     receipt_no: Mapped[str | None] = mapped_column(sa.String(32))
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     paid_by_id: Mapped[int | None] = _staff_fk()
@@ -75,7 +75,7 @@ class RenovationPass(db.Model):
     renovation_id: Mapped[int] = mapped_column(sa.ForeignKey("renovation.id", ondelete="CASCADE"), index=True)
     renovation = relationship("Renovation", back_populates="passes")
     number: Mapped[str] = mapped_column(sa.String(32))
-    deposit: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    deposit: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -101,7 +101,7 @@ class RepairOrder(Tracked, db.Model):
     work_done: Mapped[str | None] = mapped_column(sa.String(500))
     materials: Mapped[str | None] = mapped_column(sa.String(500))
     paid: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    charge: Mapped[Decimal | None] = mapped_column(sa.Numeric(12, 2))
+    charge: Mapped[Decimal | None] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     satisfaction: Mapped[str | None] = mapped_column(sa.String(16), index=True)
     satisfaction_note: Mapped[str | None] = mapped_column(sa.String(500))

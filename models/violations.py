@@ -267,7 +267,7 @@ class ViolationCharge(db.Model):
     violation_id: Mapped[int] = mapped_column(sa.ForeignKey("violation.id", ondelete="CASCADE"), index=True)
     violation: Mapped[Violation] = relationship(back_populates="charges")
     kind: Mapped[str] = mapped_column(sa.String(16))
-    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     month: Mapped[str] = mapped_column(sa.String(7), index=True)  # Beijing yyyy-mm it became effective
     signed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))

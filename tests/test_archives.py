@@ -51,6 +51,7 @@ def make_archive(**unit: Any) -> Archive:
 
 def request_access(staff_ids: dict[str, int], archive: Archive, role: str = "engineering",
                    **values: Any) -> ArchiveAccess:
+    values.setdefault("companion_id", staff_ids["cs_clerk"])  # ARC-11: accompanied by customer service
     access = ArchiveAccess(archive=archive, purpose="查管线改造图纸", documents_wanted="装修图纸",
                            accompanied_by="客服 李四", created_by_id=staff_ids[role], **values)
     db.session.add(access)
@@ -161,7 +162,7 @@ def test_arc_3_supervisor_approval_opens_until_end_of_day_and_views_are_logged(d
     assert client.get(f"/admin/archive/details/?id={archive.id}").status_code == 200
     logged = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "confidential_view",
                                                            AuditEntry.record_type == "archive")).all()
-    assert logged and "客服 李四" in (logged[-1].comment or "")
+    assert logged and person(staff_ids, "cs_clerk").full_name in (logged[-1].comment or "")  # ARC-11
     # expired: the approval no longer opens the archive
     access.expires_at = utcnow() - timedelta(minutes=1)
     db.session.commit()
@@ -289,7 +290,7 @@ def permission_rows(unit: Any, staff_ids: dict[str, int]) -> dict[str, int]:
 PERMISSION_CREATE = {
     "archive": lambda ids: {"unit": ids["spare_unit"], "note": "新建档案"},
     "archive_access": lambda ids: {"archive": ids["archive"], "kind": "view", "purpose": "核对图纸",
-                                   "documents_wanted": "装修图纸", "accompanied_by": "客服 李四"},
+                                   "documents_wanted": "装修图纸", "companion": ids["staff"]},  # ARC-11
     "archive_event": lambda ids: {"archive": ids["archive"], "kind": "major_accident", "title": "水管爆裂",
                                   "description": "", "occurred_on": "2026-11-01"},
     "archive_rental": lambda ids: {"archive": ids["archive"], "kind": "commercial", "tenant_name": "王五",
@@ -324,7 +325,8 @@ def grow_archives(unit: Any, owner: Any, since: Any, i: int) -> list[tuple[objec
         SpotCheckItem,
     )
 
-    archive = Archive(unit=unit, confirmed_at=None)
+    archive = db.session.scalar(sa.select(Archive).where(Archive.unit == unit))  # ARC-13: came with the unit
+    archive.confirmed_at = None
     access = ArchiveAccess(archive=archive, purpose=f"查阅 {i}", documents_wanted="图纸", accompanied_by=f"客服{i}")
     event = ArchiveEvent(archive=archive, kind="contract", title=f"合同 {i}", occurred_on=since)
     rental = RentalRegistration(archive=archive, kind="rental", tenant_name=f"租户{i}", use="居住",

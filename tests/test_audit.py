@@ -140,7 +140,8 @@ def test_acc_6_resident_national_id_is_masked_in_the_trail(login_as, db_session)
     assert number not in created.changes and resident.id_number_bidx not in created.changes
 
     response = clerk.post(f"/admin/resident/edit/?id={resident.id}", data={
-        "csrf_token": csrf_token(clerk), **RESIDENT_FORM, "id_number": new_number, "version": resident.version})
+        "csrf_token": csrf_token(clerk), **RESIDENT_FORM, "id_number": new_number, "version": resident.version,
+        "confirm_password": PASSWORD})  # ACC-8: an ID number is important information
     assert response.status_code == 302, response.get_data(as_text=True)
     updated = rows(AuditEntry.record_type == "resident", AuditEntry.action == "update")[-1]
     assert changes(updated)["id_number"] == [mask(number), mask(new_number)]

@@ -32,6 +32,7 @@ from models import (
 )
 from models.validators import id_number_checksum
 from security import accounts
+from tests.conftest import PASSWORD
 from tests.helpers import (
     NOT_SNAPSHOTTED,
     data_rows,
@@ -344,7 +345,7 @@ def test_acc_6_changing_id_number_to_another_residents_is_refused(clerk, estate)
     url = f"/admin/resident/edit/?id={estate['other']}"
     form = open_form(clerk, url)
     before = snapshot()
-    refused(submit(clerk, url, form, id_number=valid_id(1)), DUPLICATE, before)
+    refused(submit(clerk, url, form, id_number=valid_id(1), confirm_password=PASSWORD), DUPLICATE, before)  # ACC-8
     assert fetch(Resident, estate["other"]).id_number == valid_id(2)
 
 
@@ -452,12 +453,12 @@ def test_reg_1_stale_edit_is_refused(clerk, estate):
     form = open_form(clerk, url)
     assert form["version"] == "1"
     with other_session() as other:
-        other.get(Unit, estate["unit"]).area = Decimal("100.00")
+        other.get(Unit, estate["unit"]).use = "office"  # not important information (ACC-8): no password
         other.commit()
     before = snapshot()
-    refused(submit(clerk, url, form, area="95.5"), STALE, before)
+    refused(submit(clerk, url, form, area="95.5", confirm_password=PASSWORD), STALE, before)
     unit = fetch(Unit, estate["unit"])
-    assert (unit.area, unit.version) == (Decimal("100.00"), 2)
+    assert (unit.use, unit.version) == ("office", 2)
 
 
 def test_reg_1_second_of_two_open_edit_forms_is_refused(login_as, estate):
@@ -465,13 +466,13 @@ def test_reg_1_second_of_two_open_edit_forms_is_refused(login_as, estate):
     url = f"/admin/unit/edit/?id={estate['unit']}"
     first, second = login_as("cs_clerk"), login_as("cs_supervisor")
     form_1, form_2 = open_form(first, url), open_form(second, url)
-    assert submit(first, url, form_1, area="91").status_code == 302
+    assert submit(first, url, form_1, area="91", confirm_password=PASSWORD).status_code == 302  # ACC-8
     assert fetch(Unit, estate["unit"]).version == 2
     before = snapshot()
-    refused(submit(second, url, form_2, area="92"), STALE, before)
+    refused(submit(second, url, form_2, area="92", confirm_password=PASSWORD), STALE, before)
     assert fetch(Unit, estate["unit"]).area == Decimal("91.00")
     # Reloading gives the current version, and then the save goes through.
-    assert submit(second, url, open_form(second, url), area="92").status_code == 302
+    assert submit(second, url, open_form(second, url), area="92", confirm_password=PASSWORD).status_code == 302
     assert fetch(Unit, estate["unit"]).area == Decimal("92.00")
 
 

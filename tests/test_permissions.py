@@ -105,6 +105,9 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
     building = make_building(estate)
     unit = make_unit(building)
     spare_unit = make_unit(building, code="A-12-1204")  # nothing refers to it: deletable
+    from models.archives import Archive  # ARC-13 gave it an archive; a unit from before the rule has none
+
+    db.session.execute(sa.delete(Archive).where(Archive.unit_id == spare_unit.id))
     resident = make_resident(emergency_contact="王母", emergency_phone="13600136000")
     other = make_resident(name="李四", phone="13900139000", id_number=valid_id(2))
     occupancy = make_occupancy(unit, resident)

@@ -17,7 +17,7 @@ from models.archives import file_document
 from security.crypto import mask
 from security.id_search import allow_lookup
 from security.personal import is_personal_column, personal_columns_of
-from tests.conftest import ROLE_USERS
+from tests.conftest import PASSWORD, ROLE_USERS
 from tests.helpers import make_resident, valid_id
 from tests.test_archives import PDF, make_archive, person, request_access
 from tests.test_permissions import ENDPOINTS, allowed, find_view, reauthenticate, seed
@@ -167,7 +167,8 @@ def test_acc_6_typing_id_numbers_into_the_form_is_throttled_too(db_session, staf
     db.session.commit()
     clerk = login_as("cs_clerk")
     url = f"/admin/resident/edit/?id={mine.id}"
-    pages = [submit(clerk, url, open_form(clerk, url), id_number=wanted).get_data(as_text=True) for _ in range(3)]
+    pages = [submit(clerk, url, open_form(clerk, url), id_number=wanted, confirm_password=PASSWORD)  # ACC-8
+             .get_data(as_text=True) for _ in range(3)]
     assert ["已存在相同编号的记录" in page for page in pages] == [True, True, False]
     assert "按身份证号码搜索的次数过多" in pages[2]
     assert [kind for kind, _ in id_events()] == ["id_search", "id_search", "id_search_refused"]

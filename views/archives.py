@@ -29,6 +29,7 @@ from models.archives import (
     ACCESS_KINDS,
     CUSTOMER_SERVICE,
     DOCUMENT_GROUPS,
+    DOCUMENT_TYPES,
     Archive,
     ArchiveAccess,
     checklist_problems,
@@ -74,8 +75,29 @@ class ArchiveLoader(IdAjaxLoader):
         return None if key is None else self.get_query().filter(Archive.id == key).one_or_none()
 
 
+def customer_service_staff() -> Any:
+    """ARC-11: who may accompany a reading — active customer-service staff, by name."""
+    from models import Staff, StaffRole
+
+    return db.session.query(Staff).filter(Staff.active.is_(True), Staff.id.in_(
+        db.select(StaffRole.staff_id).where(StaffRole.role.in_(CUSTOMER_SERVICE)))).order_by(Staff.full_name)
+
+
 def archive_ref(scoped: bool) -> dict[str, Any]:
     return {"archive": {"loader_class": ArchiveLoader, "fields": ["id"], "page_size": 20, "scoped": scoped}}
+
+
+def _form_date(name: str) -> Any:
+    """An optional yyyy-mm-dd date posted in a form; unreadable → DomainError on that field."""
+    from datetime import date
+
+    raw = (request.form.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise DomainError(_l("Enter the date as yyyy-mm-dd."), name) from None
 
 
 class StaleFilter(filters.BaseSQLAFilter):
@@ -149,7 +171,7 @@ class ArchiveView(WorkflowModelView):
         try:
             data = upload.read() if upload is not None and upload.filename else None
             file_document(archive, request.form.get("doc_type", ""), data,
-                          upload.filename if upload else "", _me())
+                          upload.filename if upload else "", _me(), _form_date("document_date"))
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
@@ -167,6 +189,7 @@ class ArchiveView(WorkflowModelView):
             log_view(model, _me())  # ARC-3: every opening logged
             db.session.commit()
             kwargs.update(groups=DOCUMENT_GROUPS, held={d.doc_type: d for d in model.documents},
+                          newest_first=model.documents_newest_first(), doc_labels=DOCUMENT_TYPES,
                           missing=model.missing_documents(), problems=checklist_problems(model),
                           scans=attachments_of("archive", model.id, "scan"), may_file=self.allowed("edit"),
                           may_copy=may_open(_me(), model.id, "copy"),
@@ -180,19 +203,26 @@ class ArchiveAccessView(WorkflowModelView):
 
     permissions = {"view": BUSINESS, "create": BUSINESS, "edit": NOBODY, "export": SUPERVISORS}
     column_list = ["archive", "kind", "purpose", "outsider", "state", "expires_at", "created_by"]
-    column_details_list = ["archive", "kind", "purpose", "documents_wanted", "accompanied_by", "outsider",
-                           "outsider_name", "state", "approved_at", "expires_at", "created_by", "created_at"]
+    column_details_list = ["archive", "kind", "purpose", "documents_wanted", "companion", "reading_confirmed_at",
+                           "accompanied_by", "outsider", "outsider_name", "state", "approved_at", "expires_at",
+                           "created_by", "created_at"]
     column_export_list = column_list
-    form_columns = ["archive", "kind", "purpose", "documents_wanted", "accompanied_by", "outsider",
-                    "outsider_name"]
+    form_columns = ["archive", "kind", "purpose", "documents_wanted", "companion", "outsider", "outsider_name"]
     column_labels = {"archive": _l("Archive"), "kind": _l("Access for"), "purpose": _l("Purpose"),
-                     "documents_wanted": _l("Documents wanted"), "accompanied_by": _l("Accompanied by"),
+                     "documents_wanted": _l("Documents wanted"), "accompanied_by": _l("Accompanied by (note)"),
+                     "companion": _l("Accompanied by (customer service)"),
+                     "reading_confirmed_at": _l("Reading confirmed by the companion"),
                      "outsider": _l("From outside the firm"), "outsider_name": _l("Outside person"),
                      "state": _l("Status"), "approved_at": _l("Approved at"), "expires_at": _l("Expires"),
                      "created_by": _l("Requested by"), "created_at": _l("Created")}
     form_choices = {"kind": [(k, v) for k, v in ACCESS_KINDS.items()]}
     column_formatters = {"kind": lambda v, c, m, n: ACCESS_KINDS.get(m.kind, m.kind),
-                         "expires_at": lambda v, c, m, n: localtime(m.expires_at) if m.expires_at else "—"}
+                         "expires_at": lambda v, c, m, n: localtime(m.expires_at) if m.expires_at else "—",
+                         "companion": lambda v, c, m, n: m.companion.full_name if m.companion else "—"}
+    column_descriptions = {"companion": _l("Required unless you work in customer service: the customer-service "
+                                           "staff member who accompanies the reading (ARC-11).")}
+    form_args = {"companion": {"query_factory": customer_service_staff, "get_label": "full_name",
+                               "allow_blank": True, "blank_text": "—"}}
     form_ajax_refs = archive_ref(scoped=False)
     scoped_roles = BUSINESS - CUSTOMER_SERVICE  # they see their own requests only
 
@@ -212,7 +242,7 @@ class ArchiveAccessView(WorkflowModelView):
         super().check_model(model)
         if model.archive is None:
             raise DomainError(_l("Choose the archive."), "archive")
-        model.check_request()
+        model.check_request(model.created_by or _me())
 
     def extra_endpoints(self) -> dict[str, str]:
         return {**super().extra_endpoints(), "proof_view": "create"}

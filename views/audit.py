@@ -49,6 +49,7 @@ ACTION_LABELS: dict[str, Any] = {
     "confidential_view": _l("Confidential record viewed"),
     "reauth": _l("Password re-entered"),
     "reauth_failed": _l("Wrong password re-entered"),
+    "important_change": _l("Important information changed (ACC-8)"),
     "account_created": _l("Account created"),
     "account_activated": _l("Account activated"),
     "account_deactivated": _l("Account deactivated"),

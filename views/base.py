@@ -15,11 +15,12 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.model import typefmt
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from wtforms import HiddenField
+from wtforms import HiddenField, PasswordField
 
 from models import db
 from models.validators import DomainError
@@ -30,6 +31,7 @@ from security.personal import personal_columns_of
 from views.fields import ModelConverter
 from views.params import ListParams, record_id
 from views.templating import localtime
+from workflow import important
 
 # Which permission each Flask-Admin endpoint needs. An endpoint not listed is refused.
 ENDPOINT_PERMISSION = {
@@ -251,6 +253,8 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
     def get_edit_form(self) -> type:
         form = super().get_edit_form()
         form.version = VersionField()
+        if important.important_keys(self.model):  # ACC-8: asked for only when such a field changes
+            form.confirm_password = PasswordField(_l("Your password (only when changing important information)"))
         return form
 
     def on_form_prefill(self, form: Any, id: Any) -> None:
@@ -270,6 +274,9 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
                     raise StaleDataError("stale form")
             self.apply_form(form, model)
             self.check_model(model)
+            if not is_created and important.important_changes(model):  # ACC-8: the password again
+                important.confirm(current_user._get_current_object(), getattr(form, "confirm_password", None)
+                                  and form.confirm_password.data)
             if is_created:
                 db.session.add(model)
             self._on_model_change(form, model, is_created)
