@@ -1,7 +1,7 @@
 """ARC-11 accompanied reading, ARC-12 document dates, ARC-13 an archive for every unit
 
 Revision ID: a20a00000001
-Revises: e12f00000006
+Revises: a20b00000001
 Create Date: 2026-12-02 15:20:00
 
 ARC-11: an access request names its customer-service companion (a staff account), who confirms
