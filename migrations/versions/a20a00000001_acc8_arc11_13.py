@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 
 revision = "a20a00000001"
-down_revision = "e12f00000006"
+down_revision = "a20b00000001"
 branch_labels = None
 depends_on = None
 
