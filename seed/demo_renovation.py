@@ -102,6 +102,8 @@ def seed_renovations() -> int:
 def _patrol_days(ren: Renovation) -> None:
     """REN-11: yesterday's patrol of this site was missed (an overdue item in the management department's
     待办; the sweep tells its head) and today's is due (a reminder in the same 待办)."""
-    today = date.today()
+    from workflow.calendar import local_today
+
+    today = local_today()
     db.session.add_all([new_patrol_day(ren, today - timedelta(days=1)), new_patrol_day(ren, today)])
     db.session.commit()

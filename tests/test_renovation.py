@@ -352,6 +352,7 @@ def test_ren_8_documents_filed_under_the_unit(db_session, staff_ids) -> None:
 
 
 def test_ren_demo_seed_has_a_renovation_in_every_state(runner, db_session) -> None:
+    from models.base import utcnow
     from seed.demo_renovation import PLAN
 
     result = runner.invoke(args=["seed", "--demo"])
@@ -359,3 +360,13 @@ def test_ren_demo_seed_has_a_renovation_in_every_state(runner, db_session) -> No
     states = set(db.session.scalars(sa.select(Renovation.state)))
     assert states == set(PLAN)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(HotWork)) == 1
+    # REN-11: a site whose patrol was missed yesterday: an overdue item in the management department's 待办
+    from models.renovation import RenovationPatrolDay
+    from models.staff import Staff
+    from workflow.inbox import my_work
+
+    patrol = db.session.scalar(sa.select(Staff).where(Staff.username == "patrol"))
+    items = [i for i in my_work(patrol) if isinstance(i.record, RenovationPatrolDay)]
+    overdue = [i for i in items if i.due_at < utcnow()]
+    assert overdue and [t.name for t in overdue[0].transitions] == ["explain_missed"]
+    assert any(t.name == "record_patrol" for i in items for t in i.transitions)  # today's, still due
