@@ -52,6 +52,10 @@ KINDS: dict[str, Kind] = {
     "signature": Kind(_l("Resident's signature"), frozenset({PNG, JPEG, PDF}), 5 * MB, True),
     "scan": Kind(_l("Scanned document"), frozenset({PNG, JPEG, PDF}), 8 * MB, True),
     "drawing": Kind(_l("Drawing"), frozenset({PDF, PNG, JPEG}), 8 * MB, False),
+    # REN-10: what the completion-acceptance application brings
+    "asbuilt": Kind(_l("As-built drawings (three sets)"), frozenset({PDF, PNG, JPEG}), 8 * MB, False),
+    "invoice": Kind(_l("Invoice copies for materials and equipment"), frozenset({PDF, PNG, JPEG}), 8 * MB, False),
+    "deposit_receipt": Kind(_l("Deposit receipt copy"), frozenset({PDF, PNG, JPEG}), 8 * MB, True),
 }
 # Record types whose rows own attachments; their deletion removes the attachments too.
 OWNER_TYPES: set[str] = {"visit", "violation", "renovation", "archive", "archive_access", "move_out"}

@@ -100,6 +100,11 @@ class Renovation(Tracked, db.Model):
     # REN-7: completion
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acceptance_applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # REN-10: what the acceptance application brings (scan counts kept by add_acceptance_document())
+    asbuilt_sets: Mapped[int | None] = mapped_column(sa.Integer)
+    asbuilt_scans: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    invoice_scans: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    receipt_scans: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     rectification_items: Mapped[str | None] = mapped_column(sa.String(1000))
     rectify_by: Mapped[datetime | None] = mapped_column(UTCDateTime())
     vents_unsealed_note: Mapped[str | None] = mapped_column(sa.String(200))
@@ -159,7 +164,7 @@ class Renovation(Tracked, db.Model):
         T("finish", "permitted", "finished", r.FRONT_DESK, label=_l("Works finished (declared)"),
           requires=["finished_at"], guard=r.finished_not_future, effect=r.on_finish),
         T("apply_acceptance", "finished", "inspecting", r.FRONT_DESK, label=_l("Application for acceptance"),
-          effect=r.on_apply_acceptance),
+          requires=["asbuilt_sets"], guard=r.acceptance_documents_complete, effect=r.on_apply_acceptance),
         T("fail_inspection", "inspecting", "rectifying", r.ENGINEERING, label=_l("Fail: rectification notice"),
           requires=["rectification_items", "rectify_by"], guard=r.rectify_by_future, effect=r.on_fail),
         T("reinspect", "rectifying", "inspecting", r.FRONT_DESK | r.ENGINEERING,
@@ -200,6 +205,9 @@ class Renovation(Tracked, db.Model):
         "finished_at": _l("Works finished on (e.g. 2026-12-20)"),
         "rectification_items": _l("Items to rectify"), "rectify_by": _l("Rectify by (e.g. 2026-12-31 18:00)"),
         "vents_unsealed_note": _l("Vents unsealed (what, by whom)"),
+        "asbuilt_sets": _l("Sets of as-built drawings received (three required)"),
+        "asbuilt_scans": _l("Scans of the as-built drawings"), "invoice_scans": _l("Scans of the invoice copies"),
+        "receipt_scans": _l("Scans of the deposit receipt copy"),
     }
 
     def __str__(self) -> str:
@@ -218,6 +226,10 @@ class Renovation(Tracked, db.Model):
     @validates("pass_count")
     def _count(self, key: str, value: Any) -> int | None:
         return r.parse_count(value, key)
+
+    @validates("asbuilt_sets")
+    def _sets(self, key: str, value: Any) -> int | None:
+        return r.parse_sets(value, key)
 
     @validates("extension_until", "planned_end")
     def _date(self, key: str, value: Any) -> date | None:
@@ -289,6 +301,23 @@ def add_drawing(ren: Renovation, data: bytes, filename: str, user: Any) -> Any:
     return row
 
 
+def add_acceptance_document(ren: Renovation, kind: str, data: bytes, filename: str, user: Any) -> Any:
+    """REN-10: keep one scan of a document the acceptance application brings (as-built drawings,
+    invoice copies, deposit receipt copy); the count per item is what the guard reads."""
+    from models.attachment import store
+    from models.validators import DomainError
+
+    counter = r.ACCEPTANCE_DOCUMENTS.get(kind)
+    if counter is None:
+        raise DomainError(_l("Choose which document the scan is."), "kind")
+    if ren.state not in ("permitted", "finished") or ren.pending_transition:
+        raise DomainError(_l("Acceptance documents are collected while the works run or once they are "
+                             "finished, before the acceptance is applied for."), "file")
+    row = store(ren, kind, data, filename, user)
+    setattr(ren, counter, (getattr(ren, counter) or 0) + 1)
+    return row
+
+
 def add_contractor_signature(ren: Renovation, data: bytes, filename: str, user: Any) -> Any:
     """REN-5: the contractor's signed scan (or pad drawing) of the latest ladder step, kept with the
     renovation; the file name says which step it signs."""
@@ -301,9 +330,9 @@ def add_contractor_signature(ren: Renovation, data: bytes, filename: str, user: 
     return store(ren, "signature", data, f"{warning.level}-{warning.id}-{filename}", user)
 
 
+from models.renovation_patrol import RenovationPatrolDay  # noqa: E402
 from models.renovation_works import HotWork, TemporaryPower, documents_of_unit  # noqa: E402
 
 __all__ = ["HotWork", "Renovation", "RenovationCharge", "RenovationExtension", "RenovationInspection",
-           "RenovationNotice", "RenovationPass", "RenovationWarning", "TemporaryPower", "add_contractor_signature",
-           "add_drawing",
-           "documents_of_unit"]
+           "RenovationNotice", "RenovationPass", "RenovationPatrolDay", "RenovationWarning", "TemporaryPower",
+           "add_acceptance_document", "add_contractor_signature", "add_drawing", "documents_of_unit"]

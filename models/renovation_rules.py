@@ -41,6 +41,9 @@ DRAWINGS = {
 }
 # What the guards read, loaded with the records for "My work" (no query per record).
 PRELOAD = ("applicant", "charges", "passes", "warnings", "unit.occupancies")
+# REN-10: attachment kind → the renovation's scan counter; what the acceptance application brings
+ACCEPTANCE_DOCUMENTS = {"asbuilt": "asbuilt_scans", "invoice": "invoice_scans", "deposit_receipt": "receipt_scans"}
+ASBUILT_SETS = 3  # 一式三份竣工图纸
 WORKS = ("permitted", "suspended")  # works under way (REN-4..REN-6)
 MAX_PASSES = 50
 CENT = Decimal("0.01")
@@ -285,6 +288,38 @@ def finished_not_future(ren: Renovation) -> Any:
 
 def on_finish(ren: Renovation, firing: Firing) -> None:
     ren.finished_at = ren.finished_at or firing.at
+
+
+def parse_sets(value: Any, field: str) -> int | None:
+    from models.validators import DomainError
+
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > MAX_PASSES:
+        raise DomainError(_l("Enter the number of sets, e.g. 3."), field)
+    return int(text)
+
+
+def acceptance_documents_missing(ren: Renovation) -> list[Any]:
+    """REN-10: what the acceptance application still lacks (empty: complete)."""
+    missing: list[Any] = []
+    if (ren.asbuilt_sets or 0) < ASBUILT_SETS:
+        missing.append(_l("Three sets of as-built drawings must be handed in."))
+    if not ren.asbuilt_scans:
+        missing.append(_l("Upload the scan of the as-built drawings."))
+    if not ren.invoice_scans:
+        missing.append(_l("Upload the copies of the invoices for materials and equipment."))
+    if not ren.receipt_scans:
+        missing.append(_l("Upload the copy of the deposit receipt."))
+    return missing
+
+
+def acceptance_documents_complete(ren: Renovation) -> Any:
+    missing = acceptance_documents_missing(ren)
+    return "；".join(str(m) for m in missing) if missing else None
 
 
 def on_apply_acceptance(ren: Renovation, firing: Firing) -> None:

@@ -17,13 +17,45 @@ from models import renovation_rules as r
 from models.base import UTCDateTime, db
 from models.renovation_parts import RenovationCharge
 from models.workflow import Tracked
-from workflow.engine import Firing, Step, T, Workflow
+from security.crypto import EncryptedString
+from workflow.engine import STAY, Firing, Step, T, Workflow
 
 
 def _works_running(rec: Any) -> Any:
     if rec.renovation is None or rec.renovation.state != "permitted":
         return _l("Only a renovation with a permit and works under way can have this.")
     return None
+
+
+SUPERVISING = frozenset({"engineering", "security"})  # REN-9: they supervise the hot work on site
+
+
+def _lead_named(rec: Any) -> Any:
+    """REN-9: no hot work goes for approval without the contractor's lead named in full."""
+    missing = _works_running(rec)
+    if missing is None and not all((rec.lead_name or "").strip() and (getattr(rec, f) or "").strip()
+                                   for f in ("lead_phone", "lead_id_no")):
+        return _l("Name the contractor's hot-work lead (name, phone, ID or certificate number).")
+    return missing
+
+
+def _lead_not_in(rec: Any) -> Any:
+    return _l("The hot-work lead is already checked in.") if rec.lead_checked_in_at is not None else None
+
+
+def _on_check_in(rec: Any, firing: Firing) -> None:
+    rec.lead_checked_in_at, rec.lead_checked_in_by = firing.at, firing.user
+
+
+def _lead_present(rec: Any) -> Any:
+    """REN-9: the hot work starts only once engineering or security recorded the lead on site."""
+    if rec.lead_checked_in_at is None:
+        return _l("The hot work cannot start: the contractor's hot-work lead is not checked in as present.")
+    return None
+
+
+def _on_start(rec: Any, firing: Firing) -> None:
+    rec.started_at = firing.at
 
 
 class HotWork(Tracked, db.Model):
@@ -40,15 +72,28 @@ class HotWork(Tracked, db.Model):
     operator: Mapped[str] = mapped_column(sa.String(64), info={"personal": True})  # licensed welder
     fire_watch: Mapped[str] = mapped_column(sa.String(64), info={"personal": True})
     extinguishers_ready: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # REN-9: the contractor's person in charge of the hot work (动火负责人), on site while it runs
+    lead_name: Mapped[str | None] = mapped_column(sa.String(64), info={"personal": True})
+    lead_phone: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True})
+    lead_id_no: Mapped[str | None] = mapped_column(EncryptedString(), info={"personal": True})
+    lead_checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lead_checked_in_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
+    lead_checked_in_by = relationship("Staff", foreign_keys=[lead_checked_in_by_id])
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     workflow = Workflow(_l("Hot-work permit"), {
-        "applied": _l("Applied"), "approved": _l("Approved"), "refused": _l("Refused"), "done": _l("Done"),
+        "applied": _l("Applied"), "approved": _l("Approved"), "refused": _l("Refused"),
+        "running": _l("Hot work under way"), "done": _l("Done"),
     }, "applied", [
         T("approve", "applied", "approved", r.FRONT_DESK, label=_l("Send for joint approval"),
-          guard=_works_running, reject_to="refused",
+          guard=_lead_named, reject_to="refused",
           approvals=[Step(_l("Engineering and security approve the hot work"),
                           frozenset({"engineering", "security"}), joint=True)]),
-        T("close", "approved", "done", r.FRONT_DESK | {"engineering", "security"}, label=_l("Hot work finished")),
+        T("check_in_lead", "approved", STAY, SUPERVISING, label=_l("Hot-work lead present: check in"),
+          guard=_lead_not_in, effect=_on_check_in),
+        T("start", "approved", "running", SUPERVISING, label=_l("Start the hot work"), guard=_lead_present,
+          effect=_on_start),
+        T("close", "running", "done", r.FRONT_DESK | SUPERVISING, label=_l("Hot work finished")),
     ], delete_roles=r.FRONT_DESK, preload=("renovation",))
 
     def __str__(self) -> str:
@@ -63,6 +108,10 @@ class HotWork(Tracked, db.Model):
             raise DomainError(_l("The hot work must end after it starts."), "ends_at")
         if not self.extinguishers_ready:
             raise DomainError(_l("Extinguishers must be ready on site before hot work."), "extinguishers_ready")
+        for field in ("lead_name", "lead_phone", "lead_id_no"):
+            if not (getattr(self, field) or "").strip():
+                raise DomainError(_l("Name the contractor's hot-work lead (name, phone, ID or certificate "
+                                     "number)."), field)
 
 
 def _on_priced(rec: TemporaryPower, firing: Firing) -> None:

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from models import Occupancy, Staff, Unit, db
 from models.base import utcnow
-from models.renovation import HotWork, Renovation, TemporaryPower, add_drawing
+from models.renovation import HotWork, Renovation, TemporaryPower, add_acceptance_document, add_drawing
+from models.renovation_patrol import new_patrol_day
 from workflow import engine
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -23,7 +24,7 @@ PATH = [("submit", "clerk", {}),
         ("pay_deposit", "cashier", {"receipt_no": "SJ-001"}), ("pay_debris", "cashier", {"receipt_no": "SJ-002"}),
         ("pay_pass_deposits", "cashier", {"receipt_no": "SJ-003"}),
         ("issue_permit", "clerk", {"neighbours_notified": "上下左右四户，书面告知并张贴"}),
-        ("finish", "clerk", {}), ("apply_acceptance", "clerk", {}),
+        ("finish", "clerk", {}), ("apply_acceptance", "clerk", {"asbuilt_sets": "3"}),
         ("pass_inspection", "engineer", {"vents_unsealed_note": "厨卫排风口已由工程部启封"}),
         ("return_passes", "clerk", {}), ("refund", "cashier", {"receipt_no": "TK-001"})]
 
@@ -47,6 +48,9 @@ def _walk(ren: Renovation, target: str, users: dict[str, Staff]) -> None:
             return
         if name == "finish":
             values = {"finished_at": (date.today() - timedelta(days=2)).isoformat()}
+        if name == "apply_acceptance":  # REN-10: the documents the application brings
+            for kind, title in (("asbuilt", "竣工图纸"), ("invoice", "材料设备发票"), ("deposit_receipt", "押金收据")):
+                add_acceptance_document(ren, kind, PDF, f"{title}-{ren.unit.code}.pdf", users[who])
         engine.fire(ren, name, users[who], values=values)
     if target == "suspended":
         sign = {"breach_description": "违规拆改墙体", "contractor_signature": "李工"}
@@ -86,8 +90,20 @@ def seed_renovations() -> int:
             db.session.add_all([
                 HotWork(renovation=ren, work="阳台栏杆焊接", location="阳台", starts_at=start,
                         ends_at=start + timedelta(hours=3), operator="焊工 赵师傅", fire_watch="保安 钱",
+                        lead_name="施工队长 孙建", lead_phone="13800138123", lead_id_no="T440300198805061234",
                         extinguishers_ready=True, created_by_id=users["clerk"].id),
                 TemporaryPower(renovation=ren, purpose="切割机临时用电", load_kw=Decimal("5"),
                                created_by_id=users["clerk"].id)])
             db.session.commit()
+            _patrol_days(ren)
     return len(owners)
+
+
+def _patrol_days(ren: Renovation) -> None:
+    """REN-11: yesterday's patrol of this site was missed (an overdue item in the management department's
+    待办; the sweep tells its head) and today's is due (a reminder in the same 待办)."""
+    from workflow.calendar import local_today
+
+    today = local_today()
+    db.session.add_all([new_patrol_day(ren, today - timedelta(days=1)), new_patrol_day(ren, today)])
+    db.session.commit()

@@ -190,6 +190,7 @@ def make_hot_work(renovation: Any, **overrides: Any) -> Any:
 
     values = {"work": "焊接", "location": "阳台", "starts_at": datetime(2026, 12, 1, 1, 0, tzinfo=UTC),
               "ends_at": datetime(2026, 12, 1, 3, 0, tzinfo=UTC), "operator": "焊工赵", "fire_watch": "保安钱",
+              "lead_name": "施工队长 孙", "lead_phone": "13800138000", "lead_id_no": "T441202199001011234",
               "extinguishers_ready": True} | overrides
     hot = HotWork(renovation=renovation, **values)
     db.session.add(hot)
@@ -237,3 +238,14 @@ def make_duty_log(**overrides: Any) -> Any:
     entry = add_entry(author, **values)
     db.session.flush()
     return entry
+
+
+ACCEPTANCE_SCAN = b"%PDF-1.4\n%scan\n"
+
+
+def bring_acceptance_documents(renovation: Any, user: Any) -> None:
+    """REN-10: one scan of each document the acceptance application brings (not committed)."""
+    from models.renovation import add_acceptance_document
+
+    for kind, name in (("asbuilt", "竣工图.pdf"), ("invoice", "材料发票.pdf"), ("deposit_receipt", "押金收据.pdf")):
+        add_acceptance_document(renovation, kind, ACCEPTANCE_SCAN, name, user)

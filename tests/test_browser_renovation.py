@@ -19,13 +19,14 @@ from pypdf import PdfReader
 
 from models import db
 from models.renovation import Renovation
-from tests.browser_support import log_in, save, shot
+from tests.browser_support import ARTIFACTS, log_in, save, shot
 from tests.helpers import make_occupancy, make_resident, make_unit, valid_id
 
 pytestmark = pytest.mark.browser
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 # A tiny real PNG header: the store checks the type by content (REN-1 drawings).
+SCAN = b"%PDF-1.4\n%scan\n"
 DRAWING = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00" + b"\x00" * 64
 
 
@@ -176,10 +177,24 @@ def test_ren_1_ren_2_ren_3_ren_7_browser_renovation_from_application_to_refund(
         switch_to(page, role, details)
         fire(page, "patrol", inspection_findings=finding)
 
-    # 7. REN-7: the works finish; the clerk takes the application for acceptance.
+    # 7. REN-7 / REN-10: the works finish; the clerk files the scans the acceptance application brings
+    # (as-built drawings, invoice copies, deposit receipt copy) and takes the application.
     switch_to(page, "cs_clerk", details)
     fire(page, "finish", finished_at=today.isoformat())
-    fire(page, "apply_acceptance")
+    expect(page.locator("#acceptance-missing")).to_be_visible()
+    scans = (("asbuilt", "竣工图纸.pdf"), ("invoice", "材料设备发票.pdf"), ("deposit_receipt", "押金收据.pdf"))
+    for kind, name in scans:
+        page.locator("#acceptance-kind").select_option(kind)
+        page.locator("#acceptance-file").set_input_files(files=[{"name": name, "mimeType": "application/pdf",
+                                                                 "buffer": SCAN}])
+        with page.expect_navigation():
+            page.locator("#acceptance-form button[type=submit]").click()
+        expect(page.locator("#acceptance-checklist")).to_contain_text(name)
+    expect(page.locator("#acceptance-missing")).to_contain_text("须交竣工图纸一式三份")
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.locator("#acceptance-documents").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "renovation-ren10-acceptance-checklist.png"))  # the 1366x900 view
+    fire(page, "apply_acceptance", asbuilt_sets="3")
     status(page, app, "inspecting")
 
     # 8. REN-7: engineering fails the first inspection, then accepts after the rectification.
@@ -195,6 +210,8 @@ def test_ren_1_ren_2_ren_3_ren_7_browser_renovation_from_application_to_refund(
     status(page, app, "accepted")
     text = pdf_text(page, f"/admin/renovation-print/{ren_id}/acceptance.pdf")
     assert "装修验收合格通知书" in text and "排风口已解封" in text
+    for listed in ("竣工图纸", "材料设备发票.pdf", "押金收据.pdf"):  # REN-10: the form lists the documents
+        assert listed in text, listed
     shot(page, "renovation-3-accepted")
 
     # 9. REN-7: the passes come back to the desk; finance refunds the deposits.
@@ -217,3 +234,37 @@ def test_ren_1_ren_2_ren_3_ren_7_browser_renovation_from_application_to_refund(
         kinds = [n.kind for n in done.notices]
         assert kinds.count("defects") == 2  # REN-2: one to the owner, one to the tenant
         assert {"permit", "neighbours", "rectification", "acceptance"} <= set(kinds)
+
+
+def test_ren_9_browser_hot_work_starts_once_its_lead_is_checked_in(app: Flask, page: Page,
+                                                                   staff_ids: dict[str, int]) -> None:
+    """An approved hot-work permit names the contractor's lead; security checks the lead in on site
+    (time and name recorded), and only then can the hot work start."""
+    from models.renovation import HotWork
+    from tests.helpers import make_hot_work, make_renovation
+    from tests.test_renovation import to_state
+    from tests.workflow_fixtures import staff
+    from workflow import engine
+
+    with app.app_context():
+        ren = to_state(make_renovation(), staff_ids, "permitted")
+        hot = make_hot_work(ren, starts_at=datetime.now(BEIJING) + timedelta(hours=1),
+                            ends_at=datetime.now(BEIJING) + timedelta(hours=3))
+        db.session.commit()
+        engine.fire(hot, "approve", staff(staff_ids, "cs_clerk"))
+        engine.decide(hot, staff(staff_ids, "engineering"), True)
+        engine.decide(hot, staff(staff_ids, "security"), True)
+        hot_id = hot.id
+    details = f"/admin/renovation_hot_work/details/?id={hot_id}"
+    page.on("dialog", lambda dialog: dialog.accept())
+    switch_to(page, "security", details)
+    page.set_viewport_size({"width": 1366, "height": 900})
+    expect(page.locator("body")).to_contain_text("施工队长 孙")
+    expect(page.locator("body")).to_contain_text("未登记到场")
+    fire(page, "check_in_lead")
+    expect(page.locator("body")).not_to_contain_text("未登记到场")
+    shot(page, "renovation-ren9-hot-work-lead-checked-in")
+    fire(page, "start")
+    with app.app_context():
+        done = db.session.get(HotWork, hot_id)
+        assert done.state == "running" and done.lead_checked_in_by_id == staff_ids["security"]

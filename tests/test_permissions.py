@@ -40,6 +40,7 @@ from models import (
     db,
 )
 from models.calendar import CalendarOverride, CalendarYear
+from models.renovation_patrol import new_patrol_day
 from models.retention import RetentionPolicy
 from tests.conftest import PASSWORD, ROLE_USERS, checkpoint, csrf_token, make_staff, restore, signed_in
 from tests.helpers import (
@@ -144,6 +145,10 @@ def seed(staff_ids: dict[str, int]) -> dict[str, int]:
     ids["renovation"] = ren.id
     ids["renovation_hot_work"] = make_hot_work(ren).id
     ids["renovation_power"] = make_temporary_power(ren).id
+    patrol_day = new_patrol_day(ren, date.today())  # REN-11: made by the sweep
+    db.session.add(patrol_day)
+    db.session.flush()
+    ids["renovation_patrol_day"] = patrol_day.id
     ids["violation"] = make_violation(unit=unit, resident=resident).id  # VIO: reported, general
     ids.update(__import__("tests.test_moving").test_moving.permission_rows(unit, resident, other, occupancy))  # MOV
     ids.update(__import__("tests.test_archives").test_archives.permission_rows(unit, staff_ids))  # ARC
@@ -223,7 +228,8 @@ CREATE = {
     "renovation": lambda ids: {**RENOVATION_FORM, "unit": ids["unit"], "applicant": ids["resident"]},
     "renovation_hot_work": lambda ids: {"renovation": ids["renovation"], "work": "焊接", "location": "阳台",
                                         "starts_at": "2026-12-01 09:00", "ends_at": "2026-12-01 11:00",
-                                        "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y"},
+                                        "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y",
+                                        "lead_name": "队长孙", "lead_phone": "13800138000", "lead_id_no": "T44120219"},
     "renovation_power": lambda ids: {"renovation": ids["renovation"], "purpose": "切割机临时用电", "load_kw": "5"},
     "move_in": lambda ids: {"unit": ids["unit"], "resident": ids["other_resident"], "kind": "tenant",
                             "move_in_date": "2026-11-20", "id_checked": "y", "lease_no": "ZL-NEW", "lease_end": "",
@@ -275,7 +281,8 @@ EDIT = {
                                "scope": "厨卫改造（加吊顶）"},
     "renovation_hot_work": lambda ids: {"renovation": ids["renovation"], "work": "切割", "location": "厨房",
                                         "starts_at": "2026-12-01 09:00", "ends_at": "2026-12-01 12:00",
-                                        "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y"},
+                                        "operator": "焊工赵", "fire_watch": "保安钱", "extinguishers_ready": "y",
+                                        "lead_name": "队长孙", "lead_phone": "13800138000", "lead_id_no": "T44120219"},
     "renovation_power": lambda ids: {"renovation": ids["renovation"], "purpose": "电锯临时用电", "load_kw": "3"},
     "move_in": lambda ids: {"unit": ids["unit"], "resident": ids["other_resident"], "kind": "owner",
                             "move_in_date": "2026-11-21", "id_checked": "y", "lease_no": "", "lease_end": "",

@@ -75,6 +75,7 @@ LIST_TESTS = {
     "renovation": "test_ren_1_renovation_list_query_count_constant",
     "renovation_hot_work": "test_ren_4_hot_work_list_query_count_constant",
     "renovation_power": "test_ren_4_temporary_power_list_query_count_constant",
+    "renovation_patrol_day": "test_ren_11_patrol_day_list_query_count_constant",
     "move_in": "test_mov_1_move_in_list_query_count_constant",
     "move_out": "test_mov_3_move_out_list_query_count_constant",
     "release_slip": "test_mov_4_release_slip_list_query_count_constant",
@@ -199,6 +200,7 @@ RENOVATION_STATES = ("draft", "submitted", "approved", "permitted", "inspecting"
 def grow_renovation(unit: Unit, owner: Resident, since: date, i: int) -> list[tuple[object, str]]:
     """A renovation per cell (open, in turn in each state), with a hot-work and a temporary-power record."""
     from models.renovation import HotWork, Renovation, TemporaryPower
+    from models.renovation_patrol import new_patrol_day
 
     ren = Renovation(unit=unit, applicant=owner, scope=f"装修 {i}", contractor=f"装饰公司{i}",
                      planned_start=since, planned_end=since + timedelta(days=60), fees_paid_until=since,
@@ -207,9 +209,10 @@ def grow_renovation(unit: Unit, owner: Resident, since: date, i: int) -> list[tu
     hot = HotWork(renovation=ren, work="焊接", location=f"阳台 {i}", starts_at=start,
                   ends_at=start + timedelta(hours=2), operator="焊工", fire_watch="保安", extinguishers_ready=True)
     power = TemporaryPower(renovation=ren, purpose=f"临时用电 {i}", load_kw="5")
-    db.session.add_all([ren, hot, power])
+    patrol = new_patrol_day(ren, since + timedelta(days=i))
+    db.session.add_all([ren, hot, power, patrol])
     return [(ren, RENOVATION_STATES[i % len(RENOVATION_STATES)]), (hot, ("applied", "approved")[i % 2]),
-            (power, ("applied", "priced")[i % 2])]
+            (power, ("applied", "priced")[i % 2]), (patrol, "due")]
 
 
 def rows_shown(page: str, view: SecureModelView) -> int:
@@ -410,6 +413,10 @@ def test_ren_4_hot_work_list_query_count_constant(app, login_as):  # type: ignor
 
 def test_ren_4_temporary_power_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
     assert_list_constant(app, login_as, "renovation_power")
+
+
+def test_ren_11_patrol_day_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]
+    assert_list_constant(app, login_as, "renovation_patrol_day")
 
 
 def test_mov_1_move_in_list_query_count_constant(app, login_as):  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from models import Staff, db
 from models.base import utcnow
 from models.renovation import Renovation, add_drawing
-from tests.helpers import make_occupancy, make_resident, make_unit, valid_id
+from tests.helpers import bring_acceptance_documents, make_occupancy, make_resident, make_unit, valid_id
 from tests.test_printing import cjk_fonts, pdf_text, prints
 from workflow.calendar import app_zone
 from workflow.engine import fire
@@ -32,7 +32,7 @@ WALK: list[tuple[str, str, dict[str, str]]] = [
     ("pay_pass_deposits", "finance", {"receipt_no": "SJ-0003"}),
     ("issue_permit", "cs_clerk", {"neighbours_notified": "A-12-1202, A-11-1203 张贴通知"}),
     ("finish", "cs_clerk", {}),
-    ("apply_acceptance", "cs_clerk", {}),
+    ("apply_acceptance", "cs_clerk", {"asbuilt_sets": "3"}),
     ("fail_inspection", "engineering", {"rectification_items": "阳台地漏未恢复"}),
     ("reinspect", "cs_clerk", {}),
     ("pass_inspection", "engineering", {"vents_unsealed_note": "排风口已解封, 工程部 王"}),
@@ -63,6 +63,8 @@ def renovation(staff_ids: dict[str, int], until: str, *, times: int = 1) -> Reno
             ren.pass_deposit_each = "50"
         if name == "finish":
             ren.finished_at = utcnow()
+        if name == "apply_acceptance":
+            bring_acceptance_documents(ren, db.session.get(Staff, staff_ids[role]))  # REN-10
         if name == "fail_inspection":
             ren.rectify_by = (utcnow() + timedelta(days=10)).astimezone(app_zone()).replace(
                 hour=18, minute=0, second=0, microsecond=0)

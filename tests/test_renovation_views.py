@@ -115,6 +115,7 @@ def test_ren_4_http_hot_work_joint_sign_off(db_session, login_as, staff_ids) -> 
     ren = to_state(make_renovation(), staff_ids, "permitted")
     hot = HotWork(renovation=ren, work="焊接", location="阳台", starts_at=utcnow() + timedelta(days=1),
                   ends_at=utcnow() + timedelta(days=1, hours=2), operator="焊工", fire_watch="保安",
+                  lead_name="施工队长 孙", lead_phone="13800138000", lead_id_no="T4412021990",
                   extinguishers_ready=True)
     db.session.add(hot)
     db.session.commit()

@@ -13,25 +13,30 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from models import db
-from models.attachment import attachments_of
+from models.attachment import KINDS, attachments_of
 from models.registry import Unit
 from models.renovation import (
     HotWork,
     Renovation,
+    RenovationPatrolDay,
     TemporaryPower,
+    add_acceptance_document,
     add_contractor_signature,
     add_drawing,
     documents_of_unit,
 )
 from models.renovation_parts import CHARGE_KINDS, INSPECTION_KINDS
-from models.renovation_rules import DRAWINGS, PATROL
+from models.renovation_rules import ACCEPTANCE_DOCUMENTS, DRAWINGS, PATROL, acceptance_documents_missing
 from models.validators import DomainError
+from security.crypto import mask
 from views import attachments
+from views.base import has_any_role
 from views.roles import BUSINESS, FRONT_DESK, SUPERVISORS
+from views.templating import localtime
 from views.workflow import WorkflowModelView, state_filter
 
 CATEGORY = _l("Renovation")
@@ -40,6 +45,14 @@ EXPORT = SUPERVISORS | {"finance"}
 
 class DrawingForm(FlaskForm):
     id = HiddenField(validators=[DataRequired()])
+    file = FileField()
+
+
+class AcceptanceDocumentForm(FlaskForm):
+    """REN-10: one scan of a document the acceptance application brings."""
+
+    id = HiddenField(validators=[DataRequired()])
+    kind = SelectField(choices=[(k, KINDS[k].label) for k in ACCEPTANCE_DOCUMENTS], validators=[DataRequired()])
     file = FileField()
 
 
@@ -121,7 +134,30 @@ class RenovationView(WorkflowModelView):
     # --- REN-1: drawings -----------------------------------------------------------------------
     def extra_endpoints(self) -> dict[str, str]:
         return {**super().extra_endpoints(), "drawing_view": "edit", "signature_view": "view",
-                "unit_documents_view": "view"}
+                "unit_documents_view": "view", "acceptance_document_view": "edit"}
+
+    @expose("/acceptance-document/", methods=["POST"])
+    def acceptance_document_view(self) -> Any:
+        """REN-10: keep a scan of the as-built drawings, the invoice copies or the deposit receipt copy."""
+        form = AcceptanceDocumentForm()
+        if not form.validate():
+            abort(400)
+        ren = self.get_one(form.id.data)
+        if ren is None:
+            abort(404)
+        try:
+            upload = request.files.get("file")
+            if upload is None or not upload.filename:
+                raise DomainError(_l("Choose the scan."), "file")
+            add_acceptance_document(ren, form.kind.data, upload.read(), upload.filename,
+                                    current_user._get_current_object())
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "error")
+        else:
+            flash(_("The scan was saved."), "success")
+        return redirect(self.get_url(".details_view", id=ren.id))
 
     def may_sign(self, ren: Renovation) -> bool:
         """The inspectors (REN-5) keep the contractor's signed scan of the latest ladder step."""
@@ -196,6 +232,16 @@ class RenovationView(WorkflowModelView):
                 may_upload=self.allowed("edit") and model.state in ("draft", "returned")
                 and not model.pending_transition,
                 drawing_form=DrawingForm(), charge_kinds=CHARGE_KINDS, inspection_kinds=INSPECTION_KINDS,
+                acceptance_docs={k: (KINDS[k].label, attachments_of("renovation", model.id, k))
+                                 for k in ACCEPTANCE_DOCUMENTS},
+                acceptance_missing=acceptance_documents_missing(model)
+                if model.state in ("permitted", "finished") else [],
+                may_upload_acceptance=self.allowed("edit") and model.state in ("permitted", "finished")
+                and not model.pending_transition,
+                acceptance_form=AcceptanceDocumentForm(),
+                patrol_days=db.session.scalars(db.select(RenovationPatrolDay).where(
+                    RenovationPatrolDay.renovation_id == model.id, RenovationPatrolDay.deleted_at.is_(None))
+                    .order_by(RenovationPatrolDay.day.desc()).limit(14)).all(),
                 blockers=application_problems(model, utcnow().astimezone(app_zone()).date())
                 if model.state in ("draft", "returned") else [],
                 hot_works=db.session.scalars(db.select(HotWork).where(HotWork.renovation_id == model.id,
@@ -205,17 +251,40 @@ class RenovationView(WorkflowModelView):
         return super().render(template, **kwargs)
 
 
+def _lead_phone(view: Any, context: Any, model: HotWork, name: str) -> str:
+    """REN-9: the lead's phone in full for who calls them on site, masked for everyone else."""
+    return model.lead_phone or "" if has_any_role(FRONT_DESK | PATROL) else mask(model.lead_phone, 3, 4)
+
+
+def _lead_present(view: Any, context: Any, model: HotWork, name: str) -> str:
+    if model.lead_checked_in_at is None:
+        return _("Not checked in")
+    by = model.lead_checked_in_by.full_name if model.lead_checked_in_by else ""
+    return f"{localtime(model.lead_checked_in_at)} · {by}".strip(" ·")
+
+
 class HotWorkView(WorkflowModelView):
     permissions = {"view": BUSINESS, "create": FRONT_DESK, "edit": FRONT_DESK, "export": EXPORT}
-    column_list = ["renovation", "work", "location", "starts_at", "ends_at", "state"]
+    column_list = ["renovation", "work", "location", "starts_at", "ends_at", "lead_name", "state"]
     column_details_list = ["renovation", "work", "location", "starts_at", "ends_at", "operator", "fire_watch",
-                           "extinguishers_ready", "state", "created_at"]
-    column_export_list = column_list
+                           "lead_name", "lead_phone", "lead_id_no", "lead_checked_in_at", "extinguishers_ready",
+                           "started_at", "state", "created_at"]
+    column_export_list = ["renovation", "work", "location", "starts_at", "ends_at", "state"]
     form_columns = ["renovation", "work", "location", "starts_at", "ends_at", "operator", "fire_watch",
-                    "extinguishers_ready"]
+                    "lead_name", "lead_phone", "lead_id_no", "extinguishers_ready"]
+    form_overrides = {"lead_phone": StringField, "lead_id_no": StringField}  # encrypted at rest
+    form_args = {"lead_name": {"validators": [DataRequired(), Length(max=64)]},
+                 "lead_phone": {"validators": [DataRequired(), Length(max=32)]},
+                 "lead_id_no": {"validators": [DataRequired(), Length(max=32)]}}
+    column_formatters = {"lead_phone": _lead_phone, "lead_id_no": lambda v, c, m, n: mask(m.lead_id_no),
+                         "lead_checked_in_at": _lead_present}
     column_labels = {"renovation": _l("Renovation"), "work": _l("Hot work"), "location": _l("Location"),
                      "starts_at": _l("From"), "ends_at": _l("Until"), "operator": _l("Licensed operator"),
                      "fire_watch": _l("Fire watch"), "extinguishers_ready": _l("Extinguishers ready"),
+                     "lead_name": _l("Hot-work lead (contractor)"), "lead_phone": _l("Hot-work lead's phone"),
+                     "lead_id_no": _l("Hot-work lead's ID or certificate no."),
+                     "lead_checked_in_at": _l("Hot-work lead on site"), "started_at": _l("Hot work started"),
+                     "lead_checked_in_by": _l("Hot-work lead checked in by"),
                      "state": _l("Status"), "created_at": _l("Created")}
     form_ajax_refs = {"renovation": {"fields": ["permit_no"], "page_size": 20}}
 
@@ -224,7 +293,8 @@ class HotWorkView(WorkflowModelView):
         super().__init__(*args, **kwargs)
 
     def get_query(self) -> Any:
-        return super().get_query().options(db.joinedload(HotWork.renovation).joinedload(Renovation.unit))
+        return super().get_query().options(db.joinedload(HotWork.renovation).joinedload(Renovation.unit),
+                                           db.joinedload(HotWork.lead_checked_in_by))
 
     def check_model(self, model: HotWork) -> None:
         super().check_model(model)
@@ -261,7 +331,7 @@ class TemporaryPowerView(WorkflowModelView):
 
 
 def register(admin: Admin) -> None:
-    from views import renovation_print, renovation_report
+    from views import renovation_patrol, renovation_print, renovation_report
 
     admin.add_view(RenovationView(Renovation, db, name=_l("Renovations"), category=CATEGORY,
                                   endpoint="renovation"))
@@ -269,6 +339,7 @@ def register(admin: Admin) -> None:
                                endpoint="renovation_hot_work"))
     admin.add_view(TemporaryPowerView(TemporaryPower, db, name=_l("Temporary power"), category=CATEGORY,
                                       endpoint="renovation_power"))
+    renovation_patrol.register(admin, CATEGORY)
     renovation_report.register(admin, CATEGORY)
     attachments.register(admin.app)
     renovation_print.register(admin)

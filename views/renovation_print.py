@@ -138,7 +138,22 @@ def acceptance(ren: Renovation) -> dict[str, Any] | None:
             "inspector": _name(notice.issued_by), "findings": notice.text, "accepted_at": ren.accepted_at,
             "refund_due": refund_due(ren),
             "refunds": [{"label": c.kind_label, "amount": _yuan(c.amount)}
-                        for c in ren.charges if c.refundable and c.paid_at is not None]}
+                        for c in ren.charges if c.refundable and c.paid_at is not None],
+            "documents": acceptance_documents(ren)}
+
+
+def acceptance_documents(ren: Renovation) -> list[dict[str, Any]]:
+    """REN-10: what the acceptance application brought, one line per item with its scans."""
+    from models.attachment import KINDS, attachments_of
+    from models.renovation_rules import ACCEPTANCE_DOCUMENTS
+
+    rows = []
+    for kind in ACCEPTANCE_DOCUMENTS:
+        scans = attachments_of("renovation", ren.id, kind)
+        rows.append({"label": str(KINDS[kind].label),
+                     "sets": ren.asbuilt_sets if kind == "asbuilt" else None,
+                     "scans": [f"{a.original_filename}" for a in scans]})
+    return rows
 
 
 def refund_due(ren: Renovation) -> datetime | None:

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,13 @@ from workflow.notify import notify
 
 BATCH = 200
 ESCALATION_GROUP = 20  # escalations per transaction: a few dozen milliseconds of writing
+# Daily passes a regulation registers (e.g. REN-11's patrol day of each site under works): each makes
+# the day's records (and so their clocks) before the clocks are read; each must be idempotent.
+DAILY: dict[str, Callable[[datetime], int]] = {}
+
+
+def register_daily(name: str, make: Callable[[datetime], int]) -> None:
+    DAILY[name] = make
 
 
 @dataclass
@@ -50,6 +57,7 @@ class SweepReport:
     waiting: int = 0  # escalation not possible yet (approval running, record busy): tried next run
     skipped: int = 0  # escalation not possible in the record's state: nothing until it changes
     recomputed: int = 0  # working-day clocks moved after a calendar change
+    opened: int = 0  # records made by the daily passes (e.g. today's patrol of each renovation site)
     messages: int = 0  # notices sent to people
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -57,6 +65,7 @@ class SweepReport:
     def __str__(self) -> str:
         return (f"reminders {self.reminders}, overdue notices {self.notices}, escalations {self.escalations}, "
                 f"waiting {self.waiting}, not applicable {self.skipped}, recomputed {self.recomputed}, "
+                f"opened {self.opened}, "
                 f"messages {self.messages}, {self.seconds:.2f} s")
 
 
@@ -101,6 +110,8 @@ def sweep(now: datetime | None = None, *, batch: int = BATCH) -> SweepReport:
     expire, session.expire_on_commit = session.expire_on_commit, False
     try:
         report.recomputed = deadlines.recompute_if_calendar_changed(now)
+        for make in DAILY.values():
+            report.opened += make(now)
         people = _People()
         for rows in _due(now, batch):
             _remind([r for r in rows if r.due_at > now], now, report, people)
