@@ -61,7 +61,8 @@ from tests.helpers import (
     make_visit,
     valid_id,
 )
-from views.base import HomeView, SecureModelView, SecureView
+from views.base import SecureModelView, SecureView
+from views.home import HomeView
 from views.roles import FRONT_DESK
 from views.workflow import BULK_PREFIX
 from workflow import engine
