@@ -12,13 +12,13 @@ NOBODY: frozenset[str] = frozenset()
 # permission tables still decide every request, so a typed URL is judged as before.
 SHARED_MENU = frozenset({"overdue", "unit"})
 MENUS: dict[str, frozenset[str]] = {
-    "security": SHARED_MENU | {"release_slip", "move_out", "visitor_log", "patrol_record", "duty_log",
+    "security": SHARED_MENU | {"resident", "release_slip", "move_out", "visitor_log", "patrol_record", "duty_log",
                                "duty_shift", "duty_handover", "duty_followup", "help_request",
                                "renovation_hot_work"},
     "engineering": SHARED_MENU | {"repair_order", "help_request", "renovation", "renovation_hot_work",
                                   "renovation_power", "renovation_print", "duty_shift"},
-    "finance": SHARED_MENU | {"renovation", "renovation_deposits", "violation", "violation_deductions",
-                              "archive_arrears", "move_out"},
+    "finance": SHARED_MENU | {"resident", "occupancy", "renovation", "renovation_deposits", "violation",
+                              "violation_deductions", "archive_arrears", "move_out"},
     "management_dept": SHARED_MENU | {"renovation", "renovation_hot_work", "renovation_print", "violation",
                                       "complaint", "duty_shift"},
 }
