@@ -82,17 +82,18 @@ def _init_admin(app: Flask) -> None:
         registry,
         renovation,
         retention,
+        search,
         settings,
         staff,
         statistics,
         violations,
         visits,
     )
-    from views.base import HomeView
+    from views.home import home_view
 
     admin = Admin(app, name=_l("Property back office"),
                   theme=Bootstrap4Theme(base_template="admin/master.html", fluid=True),
-                  index_view=HomeView(name=_l("Home"), url="/admin"), csp_nonce_generator=csp_nonce)
+                  index_view=home_view(), csp_nonce_generator=csp_nonce)
     mywork.register(admin)
     registry.register(admin)
     key_custody.register(admin)
@@ -113,6 +114,7 @@ def _init_admin(app: Flask) -> None:
     deadlines.register(admin)
     retention.register(admin)
     audit.register(admin)
+    search.register(admin)  # the unit page and the search box, after every screen they read
 
 
 def _init_cli(app: Flask) -> None:

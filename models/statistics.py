@@ -179,6 +179,14 @@ def complaint_counts(period: Period) -> dict[str, list[Count]]:
     }
 
 
+def complaint_categories(period: Period) -> list[Count]:
+    """Complaints received in the period by category alone (the home page's trend: one query)."""
+    from models import complaint_rules as rules
+    from models.complaints import Complaint as c
+
+    return _counts(c.category, _complaint_base(period.start, period.end, c.received_at), rules.CATEGORIES)
+
+
 def duplicate_count(period: Period) -> int:
     from models.complaints import Complaint as C
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+import sqlalchemy as sa
 from flask import abort, flash, has_request_context, redirect, request, url_for
-from flask_admin import AdminIndexView, BaseView, expose
+from flask_admin import BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.model import typefmt
@@ -28,8 +29,10 @@ from security.accounts import log_event
 from security.auth import recently_reauthenticated
 from security.cells import neutralise
 from security.personal import personal_columns_of
+from views import presets
 from views.fields import ModelConverter
 from views.params import ListParams, record_id
+from views.roles import in_menu
 from views.templating import localtime
 from workflow import important
 
@@ -112,6 +115,11 @@ class RoleGuard:
     def is_accessible(self) -> bool:
         return self.allowed("view")
 
+    def is_visible(self) -> bool:
+        """Menus per role (views/roles.py ``MENUS``); hiding is not refusing: permissions decide."""
+        return not has_request_context() or not current_user.is_authenticated or \
+            in_menu(current_user.roles, getattr(self, "endpoint", ""))
+
     def inaccessible_callback(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
@@ -142,6 +150,19 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
         if self.column_editable_list:
             raise TypeError("inline editing bypasses the workflow layer; not allowed")
         super().__init__(model, session, **kwargs)
+        self._link_units()
+
+    def _link_units(self) -> None:
+        """A record's unit links to the unit's page (issue 14); exports keep the plain code."""
+        rel = sa.inspect(self.model).relationships.get("unit")
+        if rel is None or rel.mapper.class_.__name__ != "Unit":
+            return
+        from views.unit_page import unit_link
+
+        if "unit" not in self.column_formatters:
+            self.column_formatters = {**self.column_formatters, "unit": unit_link}
+        if self.column_formatters_detail is not None and "unit" not in self.column_formatters_detail:
+            self.column_formatters_detail = {**self.column_formatters_detail, "unit": unit_link}
 
     # can_* are read by Flask-Admin's templates and views; derive them from roles every time.
     @property
@@ -230,11 +251,12 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
         """Narrow what this user may see; list, details, edit, delete and export all use it."""
         return query
 
+    # The home page's counts link here with ?preset=<key> (views/presets.py): same scope, same clause.
     def get_query(self) -> Any:
-        return self.scope_query(super().get_query())
+        return presets.narrow(self, self.scope_query(super().get_query()))
 
     def get_count_query(self) -> Any:
-        return self.scope_query(super().get_count_query())
+        return presets.narrow(self, self.scope_query(super().get_count_query()))
 
     def get_one(self, id: Any) -> Any:
         """Only a record the list would show: closes the IDOR gap of ``session.get``."""
@@ -332,22 +354,3 @@ class SecureView(RoleGuard, BaseView):
         if name in self.reauth_endpoints and not recently_reauthenticated():
             return redirect(url_for("auth.reauth", next=request.full_path.rstrip("?")))
         return None
-
-
-class HomeView(AdminIndexView):
-    """Home page: any signed-in staff member; anonymous visitors go to the login page."""
-
-    def is_accessible(self) -> bool:
-        return bool(current_user.is_authenticated and current_user.is_active)
-
-    def inaccessible_callback(self, name: str, **kwargs: Any):  # type: ignore[no-untyped-def]
-        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-
-    @expose("/")
-    def index(self):  # type: ignore[no-untyped-def]
-        from models import Notification
-
-        notes = db.session.scalars(
-            db.select(Notification).where(Notification.staff_id == current_user.id)
-            .order_by(Notification.created_at.desc()).limit(10)).all()
-        return self.render("admin/home.html", notes=notes)

@@ -198,7 +198,18 @@ class ReleaseSlipView(WorkflowModelView):
         model.check_slip()
 
     def extra_endpoints(self) -> dict[str, str]:
-        return {**super().extra_endpoints(), "print_view": "view"}
+        return {**super().extra_endpoints(), "print_view": "view", "scan_view": "view"}
+
+    @expose("/scan/<token>")
+    def scan_view(self, token: str):  # type: ignore[no-untyped-def]
+        """The printed slip's QR code: a valid token opens the slip's gate-check page."""
+        from views.slip_qr import slip_of
+
+        slip_id = slip_of(token)
+        slip = self.get_one(str(slip_id)) if slip_id is not None else None
+        if slip is None:
+            abort(404)
+        return redirect(self.get_url(".details_view", id=slip.id))
 
     @expose("/print/<int:id>.pdf")
     def print_view(self, id: int):  # type: ignore[no-untyped-def]
@@ -206,7 +217,10 @@ class ReleaseSlipView(WorkflowModelView):
         slip = self.get_one(str(id))
         if slip is None or slip.deleted_at is not None:
             abort(404)
+        from views.slip_qr import qr_data_uri, scan_url
+
         return printed(slip, "print/release_slip.html", f"release-slip-{slip.number}.pdf", slip=slip,
+                       qr=qr_data_uri(scan_url(slip.id)),
                        state=ReleaseSlip.workflow.state_label(slip.state),
                        issued_by=slip.created_by.full_name if slip.created_by else "",
                        resident=slip.move_out.occupancy.resident.name if slip.move_out else slip.carrier,
