@@ -32,6 +32,7 @@ def _staff(column: Any) -> Any:
 
 class Complaint(Tracked, db.Model):
     __tablename__ = "complaint"
+    sparse_indexes = ("duplicate_of_id",)  # statistics count "duplicate_of_id IS NULL" (CMP-6)
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(sa.String(16), unique=True)  # TS202611-0001, given on insert
     # CMP-1: the complaint form
@@ -90,7 +91,7 @@ class Complaint(Tracked, db.Model):
     extended_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     handling_until: Mapped[datetime | None] = mapped_column(UTCDateTime())  # extended_until or resident_deadline
     # CMP-6 and HLP-3
-    duplicate_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("complaint.id"), index=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("complaint.id"))  # sparse index
     duplicate_of: Mapped[Complaint | None] = relationship(remote_side=[id])
     help_request_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("help_request.id", ondelete="SET NULL"), unique=True)

@@ -42,7 +42,7 @@ class MoveIn(Tracked, db.Model):
     resident_id: Mapped[int] = mapped_column(sa.ForeignKey("resident.id"), index=True)
     resident: Mapped[Resident] = relationship()
     kind: Mapped[str] = mapped_column(sa.String(16), default="owner")
-    move_in_date: Mapped[date] = mapped_column(sa.Date, default=date.today)
+    move_in_date: Mapped[date] = mapped_column(sa.Date, default=date.today, index=True)
     id_checked: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     lease_no: Mapped[str | None] = mapped_column(sa.String(64))
     lease_end: Mapped[date | None] = mapped_column(sa.Date)
@@ -84,7 +84,7 @@ class MoveOut(Tracked, db.Model):
     occupancy: Mapped[Occupancy] = relationship()
     unit_id: Mapped[int] = mapped_column(sa.ForeignKey("unit.id"), index=True)
     unit: Mapped[Unit] = relationship()
-    planned_date: Mapped[date] = mapped_column(sa.Date)
+    planned_date: Mapped[date] = mapped_column(sa.Date, index=True)
     goods: Mapped[str] = mapped_column(sa.Text, default="")
     fees_settled_on: Mapped[date | None] = mapped_column(sa.Date)
     finance_confirmed_by: Mapped[str | None] = mapped_column(sa.String(64))
@@ -145,7 +145,7 @@ class ReleaseSlip(Tracked, db.Model):
     carrier: Mapped[str] = mapped_column(sa.String(64), default="", info={"personal": True})
     goods: Mapped[str] = mapped_column(sa.Text, default="")
     goods_checked: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     gate_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     gate_checked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
     gate_checked_by = relationship(Staff, foreign_keys=[gate_checked_by_id])
@@ -180,7 +180,7 @@ class MoveDamage(Tracked, db.Model):
     mover: Mapped[str] = mapped_column(sa.String(64), info={"personal": True})
     description: Mapped[str] = mapped_column(sa.String(500))
     amount: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), info={"important": True})  # ACC-8: recorded money
-    restore_by: Mapped[datetime] = mapped_column(UTCDateTime())
+    restore_by: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     workflow = Workflow(_l("Moving damage"), {

@@ -28,11 +28,24 @@ class NumberCounter(db.Model):
     last: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
 
 
-def _serial(number: str | None) -> int:
-    try:
-        return int((number or "").rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return 0
+def _highest_serial(executor: Any, column: sa.Column, prefix: str) -> int:
+    """The highest serial stored under ``prefix``, compared as a number: as text "…-9999" sorts
+    above "…-10000", so a text MAX hands out a number already taken once a period passes 9,999.
+    Longer serials are larger (they are zero-padded), so the order is length, then text. The
+    prefix is a range on the column's unique index, not a LIKE, which SQLite answers by scanning
+    the table. A stored number with a non-numeric tail (typed by hand) is skipped."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    top = executor.execute(
+        sa.select(column)
+        .where(column >= prefix, column < upper)
+        .order_by(sa.func.length(column).desc(), column.desc())
+        .limit(20)
+    ).scalars()
+    for number in top:
+        tail = number[len(prefix) :]
+        if tail.isdigit():
+            return int(tail)
+    return 0
 
 
 def next_number(executor: Any, column: sa.Column, prefix: str, width: int) -> str:
@@ -41,8 +54,7 @@ def next_number(executor: Any, column: sa.Column, prefix: str, width: int) -> st
     The counter never goes below the highest number already stored under the prefix, so rows
     numbered before the counter existed, or imported with their numbers, are never repeated.
     ``executor`` is the caller's session or connection (its transaction holds the increment)."""
-    stored = executor.scalar(sa.select(sa.func.max(column)).where(column.like(prefix + "%")))
-    floor = _serial(stored)
+    floor = _highest_serial(executor, column, prefix)
     dialect = (executor.get_bind() if hasattr(executor, "get_bind") else executor).dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = NumberCounter.__table__

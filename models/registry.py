@@ -246,7 +246,7 @@ class ResidentChange(db.Model):
     old_value: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})  # old phone
     new_value: Mapped[str | None] = mapped_column(sa.String(200), info={"personal": True})
     changed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class VipProfile(Timestamped, db.Model):
@@ -275,7 +275,7 @@ class VipCommunication(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     profile_id: Mapped[int] = mapped_column(sa.ForeignKey("vip_profile.id"), index=True)
     profile: Mapped[VipProfile] = relationship(back_populates="communications")
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"))
     summary: Mapped[str] = mapped_column(sa.String(1000), info={"personal": True})
 

@@ -94,7 +94,7 @@ class RepairOrder(Tracked, db.Model):
     location: Mapped[str | None] = mapped_column(sa.String(200))
     fault: Mapped[str | None] = mapped_column(sa.Text)  # only for orders opened without a help request
     emergency: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    reported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id"), index=True)
     assignee: Mapped[Staff | None] = relationship(foreign_keys=[assignee_id])
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -112,7 +112,7 @@ class RoleChange(db.Model):
     changed_by: Mapped[Staff | None] = relationship(foreign_keys=[changed_by_id])
     old_roles: Mapped[str] = mapped_column(sa.String(255))
     new_roles: Mapped[str] = mapped_column(sa.String(255))
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class PasswordResetToken(db.Model):
@@ -156,7 +156,7 @@ class SecurityEvent(db.Model):
         sa.Index("ix_security_event_kind_ip_at", "kind", "ip", "at"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     kind: Mapped[str] = mapped_column(sa.String(32))
     username: Mapped[str | None] = mapped_column(sa.String(64))
     staff_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff.id", ondelete="SET NULL"))

@@ -12,6 +12,19 @@ from models.base import Timestamped, UTCDateTime, db, utcnow
 from models.staff import Staff
 
 
+def sparse_index(table: str, column: str) -> sa.Index:
+    """An index of the rows where ``column`` is set (``WHERE column IS NOT NULL``).
+
+    Every list filters ``deleted_at IS NULL``: with a full index on it, SQLite (without
+    statistics) walked that index over every live row and sorted them all in a temp B-tree for
+    the page's ORDER BY, seconds at a million rows (issue 16). A partial index cannot answer
+    ``IS NULL``, so the planner takes the sort key's index instead, while finding the few deleted
+    (or duplicate) rows stays an index lookup.
+    """
+    where = sa.text(f"{column} IS NOT NULL")
+    return sa.Index(f"ix_{table}_{column}", column, sqlite_where=where, postgresql_where=where)
+
+
 class Tracked(Timestamped):
     """A record with a declared workflow (``workflow`` class attribute).
 
@@ -21,9 +34,14 @@ class Tracked(Timestamped):
     inherit the purged one's audit trail, tombstone or legal hold, which name it by id.
     """
 
+    # Nullable columns mostly NULL whose index serves only "IS NOT NULL" lookups; a model adds
+    # its own (Complaint: duplicate_of_id). See sparse_index.
+    sparse_indexes: tuple[str, ...] = ()
+
     @declared_attr.directive
-    def __table_args__(cls) -> dict[str, object]:
-        return {"sqlite_autoincrement": True}
+    def __table_args__(cls) -> tuple[object, ...]:
+        names = ("deleted_at", *cls.sparse_indexes)
+        return (*(sparse_index(cls.__tablename__, name) for name in names), {"sqlite_autoincrement": True})
 
     state: Mapped[str] = mapped_column(sa.String(32), index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
@@ -32,7 +50,7 @@ class Tracked(Timestamped):
     pending_round: Mapped[int] = mapped_column(sa.Integer, default=0)
     pending_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pending_comment: Mapped[str | None] = mapped_column(sa.Text)
-    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # indexed by sparse_index
     # Set by the engine on entering a final state (a state with no way out); retention counts
     # keeping periods from it ("kept N years from the closing").
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)

@@ -73,11 +73,25 @@ def as_user(app: Flask, staff_id: int, work: Callable[[Staff], Any]) -> Callable
 
 
 def complaint_form(unit_id: int, i: int) -> dict[str, Any]:
-    return {"received_at": "2026-11-23 09:00:00", "channel": "phone", "written": "", "unit": unit_id,
-            "complainant_name": f"住户{i}", "contact_phone": "13800138000", "occurred_at": "2026-11-22 20:00:00",
-            "location": "A栋地下车库", "subject": "保安部夜班", "description": f"车库道闸夜间无人值守 {i}",
-            "demand": "恢复夜间值守", "category": "parking", "severity": "minor", "about_property": "y",
-            "department": "", "resident_deadline": "", "read_back_confirmed": "y"}
+    return {
+        "received_at": "2026-11-23 09:00:00",
+        "channel": "phone",
+        "written": "",
+        "unit": unit_id,
+        "complainant_name": f"住户{i}",
+        "contact_phone": "13800138000",
+        "occurred_at": "2026-11-22 20:00:00",
+        "location": "A栋地下车库",
+        "subject": "保安部夜班",
+        "description": f"车库道闸夜间无人值守 {i}",
+        "demand": "恢复夜间值守",
+        "category": "parking",
+        "severity": "minor",
+        "about_property": "y",
+        "department": "",
+        "resident_deadline": "",
+        "read_back_confirmed": "y",
+    }
 
 
 def test_cmp_1_sixteen_desks_registering_at_once_all_save_with_distinct_numbers(db_session, login_as):
@@ -86,8 +100,10 @@ def test_cmp_1_sixteen_desks_registering_at_once_all_save_with_distinct_numbers(
     db.session.commit()
     clients = [login_as("cs_clerk" if i % 2 else "cs_supervisor") for i in range(RACERS)]
     posts = [{"csrf_token": csrf_token(c), **complaint_form(unit.id, i)} for i, c in enumerate(clients)]
-    jobs = [lambda c=c, data=data: c.post("/admin/complaint/new/", data=data)
-            for c, data in zip(clients, posts, strict=True)]
+    jobs = [
+        lambda c=c, data=data: c.post("/admin/complaint/new/", data=data)
+        for c, data in zip(clients, posts, strict=True)
+    ]
     responses = at_once(jobs)
     assert [getattr(r, "status_code", r) for r in responses] == [302] * RACERS
     db.session.expire_all()
@@ -176,3 +192,85 @@ def test_cmp_1_numbers_continue_after_rows_numbered_before_the_counter(db_sessio
     assert next_number(db.session, column, "TS202612-", 4) == "TS202612-0001"
     db.session.rollback()
     assert db.session.get(NumberCounter, "TS202611-") is None  # the increment went with the rollback
+
+
+# --- serials past the zero-padded width (issue 16: "…-9999" sorts above "…-10000" as text) --------
+def _next_after(column: sa.Column, prefix: str, width: int, stored: list[str], make: Callable[[str], Any]) -> str:
+    """Store rows numbered ``stored`` (no counter row: numbered before it, or imported), then ask."""
+    for number in stored:
+        make(number)
+    db.session.commit()
+    return next_number(db.session, column, prefix, width)
+
+
+def test_cmp_1_complaint_numbering_crosses_9999(db_session):
+    """CMP-1: the month's 10,000th complaint is TS…-10000, and the next one after a stored 10000 is
+    10001 (a text MAX would pick 9999 and hand out the 10000 already taken)."""
+    november = utcnow().replace(year=2026, month=11, day=23)
+    building = make_building()
+    units = iter(make_unit(building, code=f"A-1-{i}") for i in range(101, 110))
+
+    def stored(number: str) -> Any:
+        return make_complaint(number=number, received_at=november, unit=next(units))
+
+    column = Complaint.__table__.c.number
+    assert _next_after(column, "TS202611-", 4, ["TS202611-9999"], stored) == "TS202611-10000"
+    db.session.rollback()
+    assert _next_after(column, "TS202611-", 4, ["TS202611-10000"], stored) == "TS202611-10001"
+    db.session.rollback()
+    make_complaint(number="TS202611-10001", received_at=november, unit=next(units))
+    created = make_complaint(received_at=november, unit=next(units))  # numbered by the insert hook
+    db.session.commit()
+    assert created.number == "TS202611-10002"
+
+
+def test_vio_3_coordination_sheet_numbering_crosses_9999(db_session):
+    """VIO-3: the register's sheet numbers go XTD-yyyy-9999 → XTD-yyyy-10000 → 10001."""
+    unit = make_unit()
+
+    def stored(number: str) -> Any:
+        return make_violation(unit=unit, sheet_no=number)
+
+    column = Violation.__table__.c.sheet_no
+    assert _next_after(column, "XTD-2026-", 4, ["XTD-2026-9998", "XTD-2026-9999"], stored) == "XTD-2026-10000"
+    db.session.rollback()
+    assert _next_after(column, "XTD-2026-", 4, ["XTD-2026-10000"], stored) == "XTD-2026-10001"
+
+
+def test_mov_4_release_slip_numbering_crosses_9999_and_99999(db_session):
+    """MOV-4: slips are FX-yyyy-nnnnn; past 99,999 the serial grows to six digits and keeps counting."""
+    unit = make_unit()
+
+    def stored(number: str) -> Any:
+        slip = ReleaseSlip(unit_id=unit.id, carrier="搬家公司", goods="旧沙发", goods_checked=True, number=number)
+        db.session.add(slip)
+        return slip
+
+    column = ReleaseSlip.__table__.c.number
+    assert _next_after(column, "FX-2026-", 5, ["FX-2026-09999"], stored) == "FX-2026-10000"
+    db.session.rollback()
+    assert _next_after(column, "FX-2026-", 5, ["FX-2026-99999", "FX-2026-100000"], stored) == "FX-2026-100001"
+
+
+def test_ren_3_permit_and_application_numbering_crosses_9999_and_99999(db_session):
+    """REN-1/REN-3: ZXSQ-<id> (the application) and ZX<yyyy>-<id> (the permit) come from the
+    record's id, unique by construction; past the padding they simply grow."""
+    from datetime import UTC, datetime
+
+    from models.renovation_rules import on_permit
+    from workflow.engine import Firing
+
+    building = make_building()
+    at = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+    numbers = []
+    for i, record_id in enumerate((9999, 10000, 99999, 100000)):
+        ren = make_renovation(id=record_id, unit=make_unit(building, code=f"A-2-{201 + i}"))
+        on_permit(ren, Firing(None, engine.workflow_of(ren).transition("issue_permit"), "", at))
+        numbers.append((ren.number, ren.permit_no))
+    assert numbers == [
+        ("ZXSQ-09999", "ZX2026-09999"),
+        ("ZXSQ-10000", "ZX2026-10000"),
+        ("ZXSQ-99999", "ZX2026-99999"),
+        ("ZXSQ-100000", "ZX2026-100000"),
+    ]
+    db.session.rollback()

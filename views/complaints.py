@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from flask import request
 from flask_admin import Admin
 from flask_admin.contrib.sqla import filters
 from flask_babel import lazy_gettext as _l
@@ -187,11 +188,14 @@ class ComplaintView(WorkflowModelView):
         self.column_formatters_export = {**self.column_formatters_export, **labels}
 
     def get_query(self) -> Any:
-        return super().get_query().options(db.joinedload(Complaint.unit), db.joinedload(Complaint.department),
-                                           db.joinedload(Complaint.duplicate_of))
+        query = super().get_query().options(db.joinedload(Complaint.unit), db.joinedload(Complaint.department))
+        if request.endpoint == f"{self.endpoint}.export":  # the list shows no duplicate_of: no join there
+            query = query.options(db.selectinload(Complaint.duplicate_of))
+        return query
 
     def get_details_query(self) -> Any:
-        return self.get_query().options(db.selectinload(Complaint.households).joinedload(ComplaintHousehold.unit))
+        return self.get_query().options(db.joinedload(Complaint.duplicate_of),
+                                        db.selectinload(Complaint.households).joinedload(ComplaintHousehold.unit))
 
     def check_model(self, model: Complaint) -> None:
         super().check_model(model)

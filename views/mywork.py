@@ -1,27 +1,39 @@
-""""My work" (待办): what waits for the signed-in staff member, soonest due first, plus the menu badge.
+"""待办 (My work): what waits for the signed-in staff member, soonest due first, plus the menu badge.
 
 The list is ``workflow.inbox.my_work``; this screen only shows it. The engine decides each item,
 so the page never offers what the record's buttons would refuse.
+
+The badge is drawn on every page, so its number is kept per user and reused while the audit
+chain's head (seq, hash) has not moved: every write of any record, sign-off, delegation, setting
+or role moves it in the same transaction, so a cached number is exactly what 待办 would list now,
+read in one statement. What only time changes (a guard about the clock, a delegation starting)
+is caught by recounting at least every ``BADGE_SECONDS``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from flask import g, has_request_context, url_for
 from flask_admin import Admin, expose
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from werkzeug.routing import BuildError
 
-from models.base import utcnow
+from models.audit import AuditHead
+from models.base import db, utcnow
 from models.staff import ROLES
 from views.base import SecureView
 from workflow import inbox
 
 COUNT_CACHE = "pm_mywork_count"
+BADGE_SECONDS = 60.0  # longest a number is reused when no write happened (time-driven guards)
+BADGE_USERS = 2000  # users kept per process; beyond, the store starts afresh
+_badges: dict[int, tuple[tuple[int, str] | None, float, int]] = {}  # user id -> (head, when, count)
 
 
 @dataclass
@@ -56,8 +68,19 @@ def waiting_for(item: inbox.WorkItem) -> list[str]:
 
 
 def rows_for(items: list[inbox.WorkItem], now: datetime) -> list[Row]:
-    return [Row(item.record, record_url(item), str(item.workflow.label), item.kind, waiting_for(item),
-                item.due_at, bool(item.due_at and item.due_at < now), item.since) for item in items]
+    return [
+        Row(
+            item.record,
+            record_url(item),
+            str(item.workflow.label),
+            item.kind,
+            waiting_for(item),
+            item.due_at,
+            bool(item.due_at and item.due_at < now),
+            item.since,
+        )
+        for item in items
+    ]
 
 
 class MyWorkView(SecureView):
@@ -73,9 +96,35 @@ class MyWorkView(SecureView):
 
     @expose("/")
     def index(self):  # type: ignore[no-untyped-def]
+        head = chain_head()
         items = inbox.my_work(current_user)
         g.setdefault(COUNT_CACHE, len(items))  # the badge reuses this list's length: one query set
+        _remember(current_user.id, head, len(items))
         return self.render("admin/mywork.html", rows=rows_for(items, utcnow()))
+
+
+def chain_head() -> tuple[int, str] | None:
+    """The audit chain's tip: moves with every audited write, so it stamps the data's version."""
+    row = db.session.execute(sa.select(AuditHead.seq, AuditHead.last_hash).where(AuditHead.id == 1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def _remember(user_id: int, head: tuple[int, str] | None, count: int) -> None:
+    if len(_badges) >= BADGE_USERS:
+        _badges.clear()
+    _badges[user_id] = (head, time.monotonic(), count)
+
+
+def badge_count(user: Any) -> int:
+    """The user's 待办 count: reused while nothing was written and it is fresh, else recounted.
+    The head is read before counting, so a write committed meanwhile forces the next recount."""
+    head = chain_head()
+    kept = _badges.get(user.id)
+    if kept is not None and head is not None and kept[0] == head and time.monotonic() - kept[1] < BADGE_SECONDS:
+        return kept[2]
+    count = inbox.count(user)
+    _remember(user.id, head, count)
+    return count
 
 
 def mywork_count() -> int | None:
@@ -83,7 +132,7 @@ def mywork_count() -> int | None:
     if not has_request_context() or not current_user.is_authenticated or not current_user.is_active:
         return None
     if COUNT_CACHE not in g:
-        setattr(g, COUNT_CACHE, inbox.count(current_user))
+        setattr(g, COUNT_CACHE, badge_count(current_user))
     return g.get(COUNT_CACHE)
 
 
