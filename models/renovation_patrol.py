@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models import renovation_rules as r
 from models.base import UTCDateTime, db
 from models.renovation_parts import RenovationInspection
-from models.workflow import Tracked
+from models.workflow import Tracked, sparse_index
 from workflow.deadlines import Deadline
 from workflow.engine import Firing, T, Workflow
 
@@ -80,7 +80,11 @@ class RenovationPatrolDay(Tracked, db.Model):
     """One site's patrol duty for one calendar day (REN-11)."""
 
     __tablename__ = "renovation_patrol_day"
-    __table_args__ = (sa.UniqueConstraint("renovation_id", "day"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        sa.UniqueConstraint("renovation_id", "day"),
+        sparse_index("renovation_patrol_day", "deleted_at"),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     renovation_id: Mapped[int] = mapped_column(sa.ForeignKey("renovation.id", ondelete="CASCADE"), index=True)
     renovation = relationship("Renovation")

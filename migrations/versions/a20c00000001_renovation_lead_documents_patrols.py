@@ -68,7 +68,13 @@ def upgrade():
     with op.batch_alter_table("renovation_patrol_day", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_renovation_patrol_day_closed_at"), ["closed_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_renovation_patrol_day_day"), ["day"], unique=False)
-        batch_op.create_index(batch_op.f("ix_renovation_patrol_day_deleted_at"), ["deleted_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_renovation_patrol_day_deleted_at"),
+            ["deleted_at"],
+            unique=False,
+            sqlite_where=sa.text("deleted_at IS NOT NULL"),
+            postgresql_where=sa.text("deleted_at IS NOT NULL"),
+        )
         batch_op.create_index(batch_op.f("ix_renovation_patrol_day_due_at"), ["due_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_renovation_patrol_day_pending_transition"), ["pending_transition"], unique=False
