@@ -5,6 +5,7 @@ from models import archive_records, archives, complaints, duty, help_requests  #
 from models import moving, renovation, repairs, violations, visits  # noqa: E402,F401,I001  (register their tables)
 from models import numbering  # noqa: E402,F401,I001  (record-number counters)
 from models import attachment  # noqa: E402,F401,I001  (shared attachment store: signatures, scans, drawings)
+from models import form_tokens  # noqa: E402,F401,I001  (one-time create-form tokens)
 from models.audit import AuditEntry, AuditHead, AuditRedactionPermit
 from models.base import db
 from models.key_custody import KeyCustody, KeyUse
