@@ -327,7 +327,8 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
                 found = form_rules.refused_empty(self.build_new_instance(), form)
                 found |= form_rules.rule_required(self.build_new_instance(), self.check_model, form)
             finally:
-                db.session.rollback()  # nothing of the probe stays in the session
+                if db.session.new or db.session.dirty:  # a rule that wrote: drop it (else keep
+                    db.session.rollback()  # the loaded user and rows unexpired)
             if form is None:
                 return found  # choices unknown: the probe may stop early, do not keep it
             cached = self.__dict__["_rule_required"] = found
@@ -389,23 +390,21 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             if field is not None and not field.errors:
                 attach_error(form, refusal)
 
-    def _spend_token(self, form: Any) -> bool:
-        """A create form's one-time token (a post without one, e.g. a script's, is not checked)."""
+    def _form_nonce(self, form: Any) -> str | bool | None:
+        """A create form's one-time token: its nonce, False when refused (flashed), None when the
+        post carries none (a script's; not checked)."""
         token = getattr(getattr(form, "form_token", None), "data", None)
         if not token:
-            return True
+            return None
         nonce = form_tokens.nonce_of(token, self.endpoint)
         if nonce is None:
             flash(_("This form has expired. Open the create page again; nothing was saved."), "error")
             return False
-        try:
-            form_tokens.spend(nonce)
-        except IntegrityError:
-            db.session.rollback()
+        if form_tokens.used(nonce):
             flash(_("This form was already submitted and its record was created once; it was not "
                     "created again. To add another record, open the create page again."), "error")
             return False
-        return True
+        return nonce
 
     def _save(self, form: Any, model: Any, is_created: bool) -> bool:
         checked = False
@@ -413,7 +412,8 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             if not is_created and hasattr(form, "version"):
                 if str(form.version.data or "") != str(model.version):
                     raise StaleDataError("stale form")
-            if is_created and not self._spend_token(form):
+            nonce = self._form_nonce(form) if is_created else None
+            if nonce is False:
                 return False
             self.apply_form(form, model)
             checked = True
@@ -421,6 +421,8 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             if is_created:
                 db.session.add(model)
             self._on_model_change(form, model, is_created)
+            if nonce:
+                form_tokens.spend(nonce)  # last: the write lock is taken only now
             db.session.commit()
         except DomainError as exc:
             # A rule about an empty field: the rules after it run too, so one save lists them all.
@@ -439,6 +441,10 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             return False
         except IntegrityError:
             db.session.rollback()
+            if nonce and form_tokens.used(nonce):
+                flash(_("This form was already submitted and its record was created once; it was not "
+                        "created again. To add another record, open the create page again."), "error")
+                return False
             flash(_("A record with the same key already exists, or a related record is missing. "
                     "Nothing was saved."), "error")
             return False

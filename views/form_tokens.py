@@ -50,8 +50,11 @@ def nonce_of(token: str, endpoint: str) -> str | None:
 
 
 def spend(nonce: str) -> None:
-    """Record the nonce in the current transaction (flushed now: a used one raises IntegrityError
-    here, before the record is written); tokens past their age are cleared on the way."""
+    """Record the nonce in the creating transaction, just before its commit (a second use raises
+    IntegrityError, also when both posts race); tokens past their age are cleared on the way."""
     db.session.execute(sa.delete(UsedFormToken).where(UsedFormToken.used_at < utcnow() - 2 * MAX_AGE))
     db.session.add(UsedFormToken(nonce=nonce))
-    db.session.flush()
+
+
+def used(nonce: str) -> bool:
+    return db.session.scalar(sa.select(UsedFormToken.id).where(UsedFormToken.nonce == nonce)) is not None
