@@ -6,6 +6,7 @@ from models import moving, renovation, repairs, violations, visits  # noqa: E402
 from models import numbering  # noqa: E402,F401,I001  (record-number counters)
 from models import attachment  # noqa: E402,F401,I001  (shared attachment store: signatures, scans, drawings)
 from models import job_run  # noqa: E402,F401,I001  (scheduled jobs: sweep lease, last runs)
+from models import form_tokens  # noqa: E402,F401,I001  (one-time create-form tokens)
 from models.audit import AuditEntry, AuditHead, AuditRedactionPermit
 from models.base import db
 from models.key_custody import KeyCustody, KeyUse

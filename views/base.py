@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from flask import abort, flash, has_request_context, redirect, request, url_for
+from flask import abort, flash, has_request_context, redirect, request, session, url_for
 from flask_admin import BaseView
+from flask_admin.babel import gettext as admin_gettext
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.model import typefmt
@@ -19,6 +20,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from wtforms import HiddenField, PasswordField
@@ -29,7 +31,7 @@ from security.accounts import log_event
 from security.auth import recently_reauthenticated
 from security.cells import neutralise
 from security.personal import personal_columns_of
-from views import presets
+from views import exports, form_rules, form_tokens, presets
 from views.fields import ModelConverter
 from views.params import ListParams, record_id
 from views.roles import in_menu
@@ -52,6 +54,16 @@ ENDPOINT_PERMISSION = {
 
 def _local(view: Any, value: datetime, name: str = "") -> str:
     return localtime(value)
+
+
+LIST_TEXT_MAX = 24  # characters of a text cell in a list; the whole text on hover
+
+
+def _short(view: Any, value: str, name: str = "") -> Any:
+    """Lists show the start of long text (descriptions, notes), the rest in the hover title."""
+    if isinstance(value, Markup) or len(value) <= LIST_TEXT_MAX:
+        return value
+    return Markup('<span class="cell-short" title="{}">{}…</span>').format(value, value[:LIST_TEXT_MAX - 1])
 
 
 def _yes_no(view: Any, value: bool, name: str = "") -> str:
@@ -103,6 +115,19 @@ class SecureForm(FlaskForm):
         self._obj = obj
         super().__init__(*args, obj=obj, **kwargs)
 
+    def populate_obj(self, obj: Any) -> None:
+        """Every field is tried, so the model's validators refuse all bad fields in one save."""
+        refused = []
+        for name, field in self._fields.items():
+            try:
+                field.populate_obj(obj, name)
+            except DomainError as exc:
+                refused.append(exc)
+        if len(refused) == 1:
+            raise refused[0]
+        if refused:
+            raise form_rules.DomainErrors(refused)
+
 
 class RoleGuard:
     """Shared access logic for model and plain views: permissions name roles, nothing else."""
@@ -137,7 +162,11 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
     details_template = "admin/record/details.html"
     page_size = 50
     can_set_page_size = True
-    column_type_formatters = {datetime: _local, **typefmt.BASE_FORMATTERS}
+    list_template = "admin/model/data_list.html"  # data first, the row's controls last, one menu
+    create_template = "admin/model/form_create.html"  # the error summary above the form
+    edit_template = "admin/model/form_edit.html"
+    export_types = ["csv", "xlsx"]
+    column_type_formatters = {str: _short, datetime: _local, **typefmt.BASE_FORMATTERS}
     column_type_formatters_export = {datetime: _local, bool: _yes_no, **typefmt.EXPORT_FORMATTERS}
     column_type_formatters_detail = {datetime: _local, bool: _yes_no, **typefmt.DETAIL_FORMATTERS}
     reauth_endpoints: ClassVar[frozenset[str]] = frozenset()  # ACC-5: e.g. export of personal data
@@ -233,8 +262,29 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
         """SEC-1: every exported cell (CSV and tablib formats) passes one formula-injection guard."""
         return neutralise(super().get_export_value(model, name))
 
+    def _export_rows(self) -> tuple[list[str], Any]:
+        _count, data = self._export_data()
+        titles = [str(c[1]) for c in self._export_columns]
+        return titles, ([self.get_export_value(row, c[0]) for c in self._export_columns] for row in data)
+
+    def _export_csv(self, return_url: Any) -> Any:
+        """CSV with a UTF-8 BOM, named after the screen in local time."""
+        titles, rows = self._export_rows()
+        return exports.csv_response(exports.file_name(str(self.name), "csv"), titles, rows)
+
+    def _export_tablib(self, export_type: str, return_url: str) -> Any:
+        """XLSX (the only other format offered), every cell a value, never a formula."""
+        if export_type != "xlsx":
+            abort(404)
+        titles, rows = self._export_rows()
+        return exports.xlsx_response(exports.file_name(str(self.name), "xlsx"), str(self.name), titles, rows)
+
     def render(self, template: str, **kwargs: Any) -> Any:
-        """Details pages get the record's timeline from the audit trail."""
+        """Details pages get the record's timeline from the audit trail; forms their error summary
+        (instead of Flask-Admin's English "Failed to create record.")."""
+        if template in (self.create_template, self.edit_template) and session.get("_flashes"):
+            failed = {"Failed to create record.", str(admin_gettext("Failed to create record."))}
+            session["_flashes"] = [(c, m) for c, m in session["_flashes"] if str(m) not in failed]
         may_see = self.allowed("timeline" if "timeline" in self.permissions else "view")
         if template == self.details_template and kwargs.get("model") is not None and may_see:
             from views.audit import timeline_for
@@ -271,12 +321,50 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
         model = super()._create_ajax_loader(name, options).model
         return loader(name, self.session, model, **options)
 
-    # --- forms: domain errors become field errors, nothing is written -----------------------
+    # --- forms: required marks, one-time token, every error at once, nothing written --------
     def get_edit_form(self) -> type:
         form = super().get_edit_form()
         form.version = VersionField()
         if important.important_keys(self.model):  # ACC-8: asked for only when such a field changes
             form.confirm_password = PasswordField(_l("Your password (only when changing important information)"))
+        return form
+
+    def get_create_form(self) -> type:
+        form = super().get_create_form()
+        form.form_token = form_tokens.FormTokenField()
+        return form
+
+    def create_form(self, obj: Any = None) -> Any:
+        form = super().create_form(obj)
+        if hasattr(form, "form_token") and request.method == "GET":
+            form.form_token.data = form_tokens.issue(self.endpoint)
+        return self.mark_required(form)
+
+    def edit_form(self, obj: Any = None) -> Any:
+        return self.mark_required(super().edit_form(obj))
+
+    def rule_required(self) -> set[str]:
+        """Fields ``check_model`` refuses when empty, found once per screen on a blank record."""
+        cached = self.__dict__.get("_rule_required")
+        if cached is None:
+            form = self._create_form_class() if self.allowed("create") else None
+            try:
+                found = form_rules.refused_empty(self.build_new_instance(), form)
+                found |= form_rules.rule_required(self.build_new_instance(), self.check_model, form)
+            finally:
+                if db.session.new or db.session.dirty:  # a rule that wrote: drop it (else keep
+                    db.session.rollback()  # the loaded user and rows unexpired)
+            if form is None:
+                return found  # choices unknown: the probe may stop early, do not keep it
+            cached = self.__dict__["_rule_required"] = found
+        return cached
+
+    def mark_required(self, form: Any) -> Any:
+        """Every field the model or its rules require carries Flask-Admin's ``*``."""
+        for name in self.rule_required():
+            field = getattr(form, name, None)
+            if field is not None and not form_rules.is_required(field):
+                field.validators = [*field.validators, form_rules.RuleRequired()]
         return form
 
     def on_form_prefill(self, form: Any, id: Any) -> None:
@@ -289,12 +377,71 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
     def apply_form(self, form: Any, model: Any) -> None:
         form.populate_obj(model)
 
+    def validate_form(self, form: Any) -> bool:
+        """A form its own validators refuse also hears from the model's rules, so one failed save
+        lists every problem (not the empty fields first, then the rules one save at a time)."""
+        if super().validate_form(form):
+            return True
+        view = (request.endpoint or "").rsplit(".", 1)[-1]
+        if request.method == "POST" and view in ("create_view", "edit_view"):
+            model = self.build_new_instance() if view == "create_view" else self.get_one(request.args.get("id"))
+            if model is not None:
+                try:
+                    self._rule_refusals(form, model)
+                finally:
+                    db.session.rollback()  # the probe's values are never written
+        return False
+
+    def _rule_refusals(self, form: Any, model: Any) -> None:
+        with db.session.no_autoflush:
+            for name, field in form._fields.items():
+                if field.errors or name in ("csrf_token", "form_token", "version"):
+                    continue
+                try:
+                    field.populate_obj(model, name)
+                except DomainError as exc:
+                    attach_error(form, exc)
+                except Exception:  # noqa: BLE001, S112 - a field that cannot be tried alone
+                    continue
+            try:
+                self.check_model(model)
+                return
+            except DomainError as exc:
+                found = form_rules.refusals(model, self.check_model, exc, form)
+            except Exception:  # noqa: BLE001 - rules that need the refused fields to run
+                return
+        for refusal in found:
+            field = getattr(form, refusal.field, None) if refusal.field else None
+            if field is not None and not field.errors:
+                attach_error(form, refusal)
+
+    def _form_nonce(self, form: Any) -> str | bool | None:
+        """A create form's one-time token: its nonce, False when refused (flashed), None when the
+        post carries none (a script's; not checked)."""
+        token = getattr(getattr(form, "form_token", None), "data", None)
+        if not token:
+            return None
+        nonce = form_tokens.nonce_of(token, self.endpoint)
+        if nonce is None:
+            flash(_("This form has expired. Open the create page again; nothing was saved."), "error")
+            return False
+        if form_tokens.used(nonce):
+            flash(_("This form was already submitted and its record was created once; it was not "
+                    "created again. To add another record, open the create page again."), "error")
+            return False
+        return nonce
+
     def _save(self, form: Any, model: Any, is_created: bool) -> bool:
+        checked = False
         try:
             if not is_created and hasattr(form, "version"):
                 if str(form.version.data or "") != str(model.version):
                     raise StaleDataError("stale form")
+            nonce = self._form_nonce(form) if is_created else None
+            if nonce is False:
+                return False
             self.apply_form(form, model)
+            checked = True
             self.check_model(model)
             if not is_created and important.important_changes(model):  # ACC-8: the password again
                 important.confirm(current_user._get_current_object(), getattr(form, "confirm_password", None)
@@ -302,10 +449,18 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             if is_created:
                 db.session.add(model)
             self._on_model_change(form, model, is_created)
+            if nonce:
+                form_tokens.spend(nonce)  # last: the write lock is taken only now
             db.session.commit()
         except DomainError as exc:
+            # A rule about an empty field: the rules after it run too, so one save lists them all.
+            if isinstance(exc, form_rules.DomainErrors):
+                found = exc.errors
+            else:
+                found = form_rules.refusals(model, self.check_model, exc, form) if checked else [exc]
             db.session.rollback()
-            attach_error(form, exc)
+            for refusal in found:
+                attach_error(form, refusal)
             return False
         except StaleDataError:
             db.session.rollback()
@@ -314,6 +469,10 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             return False
         except IntegrityError:
             db.session.rollback()
+            if nonce and form_tokens.used(nonce):
+                flash(_("This form was already submitted and its record was created once; it was not "
+                        "created again. To add another record, open the create page again."), "error")
+                return False
             flash(_("A record with the same key already exists, or a related record is missing. "
                     "Nothing was saved."), "error")
             return False

@@ -213,9 +213,12 @@ class OccupancyView(SecureModelView):
     column_details_list = ["unit", "resident", "kind", "start_date", "end_date", "note", "created_at"]
     column_export_list = ["unit", "resident", "kind", "start_date", "end_date"]
     form_columns = ["unit", "resident", "kind", "start_date", "end_date", "note"]
-    column_filters = ["kind", "start_date", "end_date"]
+    # What a clerk knows: the unit code, the person's name or phone.
+    column_searchable_list = ["unit.code", "resident.name", "resident.phone"]
+    column_filters = ["unit.code", "kind", "start_date", "end_date"]
     column_sortable_list = ["start_date", "end_date"]
-    column_labels = {"unit": _l("Unit"), "resident": _l("Resident"), "kind": _l("Relation"),
+    column_labels = {"unit": _l("Unit"), "unit.code": _l("Unit"), "resident.name": _l("Full name"),
+                     "resident.phone": _l("Phone"), "resident": _l("Resident"), "kind": _l("Relation"),
                      "start_date": _l("Start date"), "end_date": _l("End date"), "note": _l("Note"),
                      "created_at": _l("Created")}
     column_formatters = {"kind": label(OCCUPANCY_KINDS)}

@@ -1,7 +1,7 @@
 """The base screen for regulation records with a declared workflow.
 
 It renders what the engine says this user may do — transitions as POST buttons (CSRF, comment,
-confirmation) on the details page, as row buttons and as bulk actions in the list, sign-off and
+confirmation) on the details page, as one "操作" menu per list row and as bulk actions, sign-off and
 withdraw forms for approval chains, and the record's timeline — and sends every click back
 through the engine, which decides. A hidden button is never the permission.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import sqlalchemy as sa
 from flask import abort, flash, redirect, request
 from flask_admin import expose
 from flask_admin.contrib.sqla import filters
@@ -24,6 +25,7 @@ from markupsafe import Markup, escape
 from wtforms import HiddenField, PasswordField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from models import db
 from models.validators import DomainError
 from models.workflow import Tracked
 from views.base import SecureModelView
@@ -68,39 +70,85 @@ def _quick(t: engine.Transition) -> bool:
     return not (t.requires or t.password or t.comment_required)
 
 
-class TransitionButtons(BaseListRowAction):
-    """Row buttons for the transitions this user may fire on this row (role and state only;
-    the guard is checked when fired, so a list page costs no extra queries)."""
+def _chain(model: type, names: list[str], first: Any) -> Any:
+    option, owner = None, model
+    for i, name in enumerate(names):
+        attr = getattr(owner, name)
+        loader = first if i == 0 else sa.orm.selectinload
+        option = loader(attr) if option is None else getattr(option, loader.__name__)(attr)
+        owner = attr.property.mapper.class_
+    return option
+
+
+def _with_preload(query: Any, model: type, path: str) -> Any:
+    """``query`` also loading ``path`` ("unit.occupancies.resident") in one query per step; where the
+    screen's own query already eager-loads the first step, only the steps after it are added."""
+    names = path.split(".")
+    candidates = [_chain(model, names, sa.orm.selectinload)]
+    if len(names) > 1:
+        candidates.append(_chain(model, names, sa.orm.defaultload))
+    for option in candidates:
+        trial = query.options(option)
+        try:
+            trial.statement.compile(dialect=db.engine.dialect)
+        except sa.exc.InvalidRequestError:
+            continue  # the screen loads this step its own way already
+        return trial
+    return query
+
+
+class StepsMenu(BaseListRowAction):
+    """One "操作" menu per row with the steps this user may take on it now: role and state, then
+    each step's guard once (the list query preloads what the guards read, see ``get_list``). A
+    step its guard refuses is shown disabled with the reason; the engine decides when fired."""
 
     def __init__(self, view: WorkflowModelView) -> None:
         super().__init__(title="")
         self.view = view
 
+    def _item(self, row_id: str, row: Any, t: engine.Transition, csrf: str) -> Markup:
+        label = str(t.label or t.name)
+        if not _quick(t):
+            url = self.view.get_url(".details_view", id=row_id, url=request.full_path) + "#transitions"
+            return Markup('<a class="dropdown-item wf-step" data-transition="{}" href="{}">{}…</a>').format(
+                t.name, url, label)
+        return Markup(
+            '<form method="post" action="{action}" class="wf-row-step" data-confirm="{confirm}">'
+            '<input type="hidden" name="csrf_token" value="{csrf}">'
+            '<input type="hidden" name="id" value="{id}"><input type="hidden" name="name" value="{name}">'
+            '<input type="hidden" name="version" value="{version}">'
+            '<input type="hidden" name="url" value="{url}">'
+            '<button class="dropdown-item wf-step{danger}" data-transition="{name}" type="submit">{label}'
+            '</button></form>').format(
+            action=self.view.get_url(".transition_view"), confirm=_("Confirm: %(t)s?", t=label), csrf=csrf,
+            id=row_id, name=t.name, version=row.version, url=request.full_path,
+            danger=" text-danger" if t.danger else "", label=label)
+
     def render(self, context: Any, row_id: str, row: Any) -> Markup:
         from flask_wtf.csrf import generate_csrf
 
         # The version this page shows, posted with the bulk-action form: a stale list is refused.
-        parts = [Markup('<input type="hidden" form="action_form" name="v_{}" value="{}">').format(row_id, row.version)]
-        for t in engine.available(row, _me(), guards=False):
-            label = escape(str(t.label or t.name))
-            if not _quick(t):
-                url = self.view.get_url(".details_view", id=row_id, url=request.full_path) + "#transitions"
-                parts.append(Markup('<a class="btn btn-sm btn-outline-secondary ml-1" href="{}">{}…</a>')
-                             .format(url, label))
-                continue
-            confirm = _("Confirm: %(t)s?", t=str(t.label or t.name))
-            parts.append(Markup(
-                '<form method="post" action="{action}" class="d-inline ml-1" '
-                'data-confirm="{confirm}">'
-                '<input type="hidden" name="csrf_token" value="{csrf}">'
-                '<input type="hidden" name="id" value="{id}"><input type="hidden" name="name" value="{name}">'
-                '<input type="hidden" name="version" value="{version}">'
-                '<input type="hidden" name="url" value="{url}">'
-                '<button class="btn btn-sm btn-outline-{style}" type="submit">{label}</button></form>').format(
-                action=self.view.get_url(".transition_view"), confirm=confirm, csrf=generate_csrf(),
-                id=row_id, name=t.name, version=row.version, url=request.full_path,
-                style="danger" if t.danger else "primary", label=label))
-        return Markup("").join(parts)
+        head = Markup('<input type="hidden" form="action_form" name="v_{}" value="{}">').format(row_id, row.version)
+        me = _me()
+        steps = [(t, engine.refusal(row, t, me)) for t in engine.available(row, me, guards=False)]
+        if not steps:
+            return head
+        csrf = generate_csrf()
+        items = []
+        for t, reason in steps:
+            if reason is None:
+                items.append(self._item(row_id, row, t, csrf))
+            else:
+                items.append(Markup(
+                    '<span class="dropdown-item disabled wf-step-refused" data-transition="{}" title="{}" '
+                    'aria-disabled="true">{}<small class="d-block text-muted">{}</small></span>').format(
+                    t.name, str(reason), str(t.label or t.name), str(reason)))
+        return head + Markup(
+            '<div class="dropdown d-inline-block wf-row-menu">'
+            '<button class="btn btn-sm btn-outline-primary dropdown-toggle" type="button" data-toggle="dropdown"'
+            ' aria-haspopup="true" aria-expanded="false">{}</button>'
+            '<div class="dropdown-menu dropdown-menu-right">{}</div></div>').format(
+            _("Actions"), Markup("").join(items))
 
 
 class WorkflowModelView(SecureModelView):
@@ -115,7 +163,7 @@ class WorkflowModelView(SecureModelView):
         if protected:
             raise TypeError(f"{type(self).__name__}: workflow columns are never form fields: {protected}")
         super().__init__(model, session, **kwargs)
-        self.column_extra_row_actions = [TransitionButtons(self)]
+        self.column_extra_row_actions = [StepsMenu(self)]
         formatters = dict(self.column_formatters or {})
         formatters.setdefault("state", self._state_formatter)
         self.column_formatters = formatters
@@ -144,6 +192,14 @@ class WorkflowModelView(SecureModelView):
 
     def scope_query(self, query: Any) -> Any:
         return super().scope_query(query).filter(self.model.deleted_at.is_(None))
+
+    def get_list(self, *args: Any, execute: bool = True, **kwargs: Any) -> Any:
+        """The page's rows with what the row menus' guards read (the workflow's ``preload``)
+        loaded in one query per path, not one per row."""
+        count, query = super().get_list(*args, execute=False, **kwargs)
+        for path in engine.workflow_of(self.model).preload:
+            query = _with_preload(query, self.model, path)
+        return count, (query.all() if execute else query)
 
     def _back(self, record_id: Any) -> Any:
         target = request.form.get("url") or ""

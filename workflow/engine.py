@@ -288,6 +288,19 @@ def available(record: Any, user: Staff | None, *, guards: bool = True) -> list[T
             if not t.system and may_fire(record, t, user, guards=guards)]
 
 
+def refusal(record: Any, t: Transition, user: Staff | None) -> Any | None:
+    """Why this user may not take step ``t`` on this record now (None: they may). The list's
+    row menu shows a refused step disabled with this reason; ``fire`` decides all the same."""
+    if not may_fire(record, t, user, guards=False):
+        return _l("Not possible now.")
+    who = _who_message(t, record, user)
+    if who is not None:
+        return who
+    if any(getattr(record, f, None) in (None, "", []) for f in t.requires):
+        return None  # a guard about fields still to be typed is checked when the step is fired
+    return _guard_message(t, record, user)
+
+
 def firable_by_role(model: type, user: Staff) -> list[Transition]:
     """Transitions of a model the user's roles allow anywhere (bulk actions in lists)."""
     wf = workflow_of(model)
