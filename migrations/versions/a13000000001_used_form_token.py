@@ -1,7 +1,7 @@
 """One-time create-form tokens: a create form posted twice creates one record
 
 Revision ID: a13000000001
-Revises: e12f00000006
+Revises: a16000000001
 Create Date: 2026-12-02 15:10:00
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "a13000000001"
-down_revision = "e12f00000006"
+down_revision = 'a16000000001'
 branch_labels = None
 depends_on = None
 
