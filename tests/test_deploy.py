@@ -29,7 +29,8 @@ from tests import databases
 from tests.helpers import valid_id
 
 FLASK = str(Path(sys.executable).parent / "flask")
-GROUPS = {"db", "workflow", "statistics", "audit", "keys"}  # two-word commands
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # the test server's major version (as tests/test_backup.py)
+GROUPS = {"db", "workflow", "statistics", "audit", "keys", "backup"}  # two-word commands
 STEPS = [
     "db upgrade",
     "db grants",
@@ -45,6 +46,9 @@ STEPS = [
     "audit verify",
     "keys reencrypt",
     "keys status",
+    "backup create",
+    "backup verify",
+    "backup restore",
 ]  # README's commands, in its order; the deployment test runs exactly these
 ADMIN_PASSWORD = "Deploy-Admin-2026!"
 MANAGER_PASSWORD = "Deploy-Manager-2026!"
@@ -137,7 +141,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             for role in roles:
                 conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
             # README step 3, as the server's superuser
-            conn.exec_driver_sql(f"CREATE ROLE \"{owner}\" LOGIN PASSWORD 'owner-pw'")
+            conn.exec_driver_sql(f"CREATE ROLE \"{owner}\" LOGIN CREATEDB PASSWORD 'owner-pw'")
             conn.exec_driver_sql(f"CREATE ROLE \"{app_role}\" LOGIN PASSWORD 'app-pw'")
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
         admin.dispose()
@@ -161,13 +165,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         "FIELD_ENCRYPTION_KEYS": f"k1:{field_key()}",
         "AUDIT_CHECKPOINT_FILE": str(root / "outside" / "checkpoints.jsonl"),
     }
+    if PG_BIN.is_dir():  # pg_dump/pg_restore of the server's major version
+        settings["PG_BIN_DIR"] = str(PG_BIN)
     deployment = Deployment(root, app_url, owner_url, app_role, settings)
     deployment.write_settings()
     yield deployment
     if server:
         admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for database in (name, f"{name}_restore"):
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             for role in roles:
                 conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         admin.dispose()
@@ -306,6 +313,40 @@ def step_acc_6_deploy_reencrypt_then_retire_the_old_key(deployment: Deployment) 
         db.engine.dispose()
 
 
+# --- step 9: backups and the restore drill --------------------------------------------------------
+def step_deploy_backup_as_the_app_verify_and_restore_as_the_owner(deployment: Deployment) -> None:
+    from models import Resident, db
+
+    out = ok(deployment.flask("backup", "create", str(deployment.root / "backups")))
+    archive = re.match(r"backup: (\S+) \(", out).group(1)  # type: ignore[union-attr]
+    assert "chain intact" in ok(deployment.flask("backup", "verify", archive, owner=True))
+    restored = sa.engine.make_url(deployment.owner_url)
+    restored = restored.set(database=f"{restored.database}_restore")
+    admin = sa.create_engine(databases.server_url(), isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
+    with admin.connect() as conn:  # README step 9: an empty database the owner owns
+        conn.exec_driver_sql(f'CREATE DATABASE "{restored.database}" OWNER "{restored.username}"')
+    admin.dispose()
+    out = ok(
+        deployment.flask(
+            "backup",
+            "restore",
+            archive,
+            env={
+                "DATABASE_URL": restored.render_as_string(hide_password=False),
+                "PM_INSTANCE_PATH": str(deployment.root / "restored-instance"),
+            },
+        )
+    )
+    assert "counts match the manifest" in out and "chain intact" in out
+    with deployment.app().app_context():  # nothing the restore brought back differs from the source
+        source = sorted(db.session.scalars(sa.select(Resident.id_number)))
+        db.engine.dispose()
+    engine = sa.create_engine(restored)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM resident")) == len(source)
+    engine.dispose()
+
+
 @pytest.mark.skipif(not databases.server_url(), reason="a deployment runs on PostgreSQL (the PostgreSQL pass runs it)")
 def test_deploy_as_readme_says_in_production_with_the_least_privilege_role(deployment: Deployment) -> None:
     """The steps share one deployment, in README's order (one test: no worker can split them)."""
@@ -318,6 +359,7 @@ def test_deploy_as_readme_says_in_production_with_the_least_privilege_role(deplo
     step_cmp_7_deploy_statistics_weekly_to_a_file_outside_a_request(deployment)
     step_acc_7_deploy_audit_checkpoint_and_verify(deployment)
     step_acc_6_deploy_reencrypt_then_retire_the_old_key(deployment)
+    step_deploy_backup_as_the_app_verify_and_restore_as_the_owner(deployment)
     assert deployment.ran == readme_commands() == STEPS
 
 
