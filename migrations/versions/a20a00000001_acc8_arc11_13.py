@@ -49,6 +49,7 @@ def downgrade():
         batch_op.drop_column("document_date")
     op.drop_index(op.f("ix_archive_access_companion_id"), table_name="archive_access")
     with op.batch_alter_table("archive_access", schema=None) as batch_op:
-        batch_op.drop_constraint("fk_archive_access_companion_id_staff", type_="foreignkey")
+        if op.get_bind().dialect.name != "sqlite":  # SQLite: the column's inline REFERENCES goes with it
+            batch_op.drop_constraint("fk_archive_access_companion_id_staff", type_="foreignkey")
         batch_op.drop_column("reading_confirmed_at")
         batch_op.drop_column("companion_id")

@@ -110,7 +110,8 @@ def upgrade():
 
 def downgrade():
     with op.batch_alter_table("renovation_hot_work", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("fk_renovation_hot_work_lead_checked_in_by_id_staff"), type_="foreignkey")
+        if op.get_bind().dialect.name != "sqlite":  # SQLite: the column's inline REFERENCES goes with it
+            batch_op.drop_constraint(batch_op.f("fk_renovation_hot_work_lead_checked_in_by_id_staff"), type_="foreignkey")
         batch_op.drop_column("started_at")
         batch_op.drop_column("lead_checked_in_by_id")
         batch_op.drop_column("lead_checked_in_at")
