@@ -441,12 +441,12 @@ class SecureModelView(ListParams, RoleGuard, ModelView):
             if nonce is False:
                 return False
             self.apply_form(form, model)
-            # ACC-8: the password again, before any rule's query can flush the change
-            if not is_created and important.important_changes(model):
+            checked = True
+            with db.session.no_autoflush:  # a rule's query must not flush the change before ACC-8's check
+                self.check_model(model)
+            if not is_created and important.important_changes(model):  # ACC-8: the password again
                 important.confirm(current_user._get_current_object(), getattr(form, "confirm_password", None)
                                   and form.confirm_password.data)
-            checked = True
-            self.check_model(model)
             if is_created:
                 db.session.add(model)
             self._on_model_change(form, model, is_created)
